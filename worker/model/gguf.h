@@ -45,7 +45,7 @@ typedef struct {
     uint32_t n_dims;
     int64_t ne[GGUF_MAX_DIMS]; /* ne[0] is the contiguous dimension; unused dims are 1 */
     ggml_type type;
-    uint64_t offset;  /* relative to the start of the data section */
+    uint64_t offset; /* relative to the start of the data section */
     uint64_t n_elems;
     uint64_t n_bytes;
     const void *data; /* points into the file view */
@@ -117,7 +117,10 @@ const gguf_tensor *gguf_find_tensor(const gguf_file *f, const char *name);
 
 /* ---- writer ----
  * Builds a GGUF v3 file in memory order: keys in insertion order, tensors in insertion order,
- * data aligned to general.alignment (32 unless set). Tensor data is copied when added. */
+ * data aligned to general.alignment (32 unless set). Tensor data is copied when added. Setters
+ * refuse (WS_ERR_INVALID_ARG) a key that is empty, over 256 bytes or already set, a
+ * general.alignment that is not a u32 power of two, and a tensor whose name, shape, type or byte
+ * count the parser would reject. */
 typedef struct gguf_writer gguf_writer;
 ws_status gguf_writer_new(gguf_writer **out, ws_error *err);
 void gguf_writer_free(gguf_writer *w);
@@ -127,6 +130,15 @@ ws_status gguf_writer_set_f32(gguf_writer *w, const char *key, float v, ws_error
 ws_status gguf_writer_set_bool(gguf_writer *w, const char *key, bool v, ws_error *err);
 ws_status gguf_writer_set_str(gguf_writer *w, const char *key, const char *s, uint64_t len,
                               ws_error *err);
+/* Any scalar type other than STRING and ARRAY; v points at a host value of that type. */
+ws_status gguf_writer_set_val(gguf_writer *w, const char *key, gguf_type type, const void *v,
+                              ws_error *err);
+/* A numeric array: n packed host values of elem_type (not STRING, not ARRAY). */
+ws_status gguf_writer_set_arr(gguf_writer *w, const char *key, gguf_type elem_type, uint64_t n,
+                              const void *data, ws_error *err);
+/* A string array: n strings s[i] of lens[i] bytes (any bytes). */
+ws_status gguf_writer_set_arr_str(gguf_writer *w, const char *key, uint64_t n, const char *const *s,
+                                  const uint64_t *lens, ws_error *err);
 /* Copies key i of src (any type, arrays included) under the same name. */
 ws_status gguf_writer_copy_kv(gguf_writer *w, const gguf_file *src, uint64_t i, ws_error *err);
 ws_status gguf_writer_add_tensor(gguf_writer *w, const char *name, ggml_type type, uint32_t n_dims,

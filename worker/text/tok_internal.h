@@ -1,0 +1,89 @@
+/* tok_internal.h: what the tokenizer's modules share and nothing outside worker/text needs: the
+ * tokenizer struct, the pre-tokenizer split (pretok.c), BPE over token ids (bpe.c) and the byte-
+ * level map (tokenizer.c). */
+#ifndef WORKER_TEXT_TOK_INTERNAL_H
+#define WORKER_TEXT_TOK_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/status.h"
+
+/* GGUF token types (tokenizer.ggml.token_type), as llama.cpp's converter writes them. */
+enum {
+    TOK_TYPE_UNDEFINED = 0,
+    TOK_TYPE_NORMAL = 1,
+    TOK_TYPE_UNKNOWN = 2,
+    TOK_TYPE_CONTROL = 3,
+    TOK_TYPE_USER_DEFINED = 4,
+    TOK_TYPE_UNUSED = 5,
+    TOK_TYPE_BYTE = 6,
+};
+
+/* One merge rule: the pair (left, right) of token ids becomes `result`; lower rank merges first. */
+typedef struct {
+    uint64_t key; /* (uint64)left << 32 | right; UINT64_MAX marks an empty slot */
+    uint32_t rank;
+    int32_t result;
+} tok_merge;
+
+/* An added token that encode matches as a whole string (when asked to parse special tokens). */
+typedef struct {
+    int32_t id;
+    uint32_t len;
+    const char *text; /* into tokenizer.bytes */
+} tok_added;
+
+struct tokenizer {
+    uint32_t n_vocab;
+    char *bytes;          /* decoded bytes of every token, back to back */
+    uint32_t *byte_off;   /* (n_vocab + 1) offsets into bytes */
+    uint8_t *type;        /* (n_vocab) TOK_TYPE_* */
+    bool *hidden;         /* (n_vocab) hidden by decode without show_special */
+    int32_t byte_id[256]; /* token of each single byte */
+
+    tok_merge *merges; /* open-addressing table, mask + 1 slots */
+    uint64_t merge_mask;
+
+    tok_added *added; /* sorted by first byte, then longest first */
+    uint32_t n_added;
+    uint32_t added_start[257]; /* added[added_start[b] .. added_start[b + 1]) start with byte b */
+
+    int32_t eos, bos;
+    bool add_bos;
+};
+
+/* ---- pretok.c: the qwen2 pre-tokenizer split ---- */
+
+/* Calls piece(ctx, start, len) for each piece of s[0..len) (valid UTF-8, NFC already applied)
+ * under the qwen2 split pattern, in order; the pieces tile the input. A non-OK return from piece
+ * stops the split and is returned. */
+typedef ws_status (*pretok_piece_fn)(void *ctx, const char *s, size_t len);
+ws_status pretok_split(const char *s, size_t len, pretok_piece_fn piece, void *ctx);
+
+/* ---- bpe.c: byte-pair merging over token ids ---- */
+
+/* Working memory reused across pieces (one per encode call). */
+typedef struct {
+    struct bpe_sym *sym;
+    struct bpe_cand *heap;
+    size_t cap_sym, cap_heap;
+} bpe_work;
+
+/* Merges the byte tokens of one piece (len >= 1 bytes) by rank and appends the resulting ids to
+ * the growing array *ids (*n entries, *cap allocated). */
+ws_status bpe_encode_piece(const struct tokenizer *t, bpe_work *w, const char *piece, size_t len,
+                           int32_t **ids, size_t *n, size_t *cap, ws_error *err);
+void bpe_work_free(bpe_work *w);
+
+/* The table slot of the pair (left, right): its entry, or the empty slot where it belongs (key
+ * UINT64_MAX). The table always has empty slots. */
+tok_merge *bpe_merge_slot(const struct tokenizer *t, int32_t left, int32_t right);
+/* Looks up the merge of (left, right); NULL when there is none. */
+const tok_merge *bpe_find_merge(const struct tokenizer *t, int32_t left, int32_t right);
+
+/* Appends one id to a growing array. */
+ws_status tok_push_id(int32_t **ids, size_t *n, size_t *cap, int32_t id, ws_error *err);
+
+#endif

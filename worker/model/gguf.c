@@ -289,8 +289,8 @@ static ws_status parse_tensor_info(gguf_file *f, reader *r, uint64_t i) {
     at = r->pos;
     if ((st = rd_u32(r, &type, "type", who))) return st;
     if (!ggml_type_supported(type))
-        return ws_fail(r->err, WS_ERR_FORMAT, "offset %zu: tensor '%s': unsupported type %u", at,
-                       t->name, type);
+        return ws_fail(r->err, WS_ERR_UNSUPPORTED, "offset %zu: tensor '%s': unsupported type %u",
+                       at, t->name, type);
     t->type = (ggml_type)type;
     uint32_t be = ggml_block_elems(type);
     if (t->ne[0] % be != 0)

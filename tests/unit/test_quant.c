@@ -6,9 +6,9 @@
  *   Q4_1, Q4_K, Q5_0, Q5_1, Q5_K, Q6_K, Q8_0); the test allows 1e-6 of the tensor's max |value|
  *   because gguf-py evaluates the same products in numpy, where a different operation order may
  *   move a result by an ulp.
- * - Quantization: every tensor that the reference files store as Q8_0, Q4_0, Q4_1, Q5_0 or Q5_1,
- *   quantized by us from ta-f32's weights, byte for byte against the reference file. The k-quant
- *   quantizer (not meant to be byte-identical) is held to the reference files' RMS error.
+ * - Quantization: every tensor that the reference files store as Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 or
+ *   Q6_K, quantized by us from ta-f32's weights, byte for byte against the reference file. The
+ *   other k-quants (not byte-identical) are held to the reference files' RMS error.
  * - quant_dot_row against a double-precision dot product of the golden dequantized rows.
  * - F16 and BF16 conversion against known bit patterns. */
 #include <check.h>
@@ -175,12 +175,12 @@ END_TEST
 
 /* ---- quantization against the reference files ---- */
 
-static const char *const byte_identity_refs[] = {"ta-q8_0", "ta-q4_0", "ta-q4_1", "ta-q5_0",
-                                                 "ta-q5_1"};
+static const char *const byte_identity_refs[] = {"ta-q8_0", "ta-q4_0", "ta-q4_1",
+                                                 "ta-q5_0", "ta-q5_1", "ta-q6_k"};
 
 static bool reference_quantizer_type(ggml_type t) {
     return t == GGML_TYPE_Q8_0 || t == GGML_TYPE_Q4_0 || t == GGML_TYPE_Q4_1 ||
-           t == GGML_TYPE_Q5_0 || t == GGML_TYPE_Q5_1;
+           t == GGML_TYPE_Q5_0 || t == GGML_TYPE_Q5_1 || t == GGML_TYPE_Q6_K;
 }
 
 /* Quantizes ta-f32's copy of t into a new buffer of t's size. */

@@ -20,9 +20,9 @@
  *       low nibble of ql[l], low of ql[l+32], high of ql[l], high of ql[l+32], and 2-bit pairs
  *       0, 2, 4, 6 of qh[l]; q in 0..63 minus 32; x = d*scales[e/16]*q.
  *
- * The quantizers follow these layouts with a simple scale search (a few candidate ranges per
- * sub-block, least-squares refit, scales requantized against the half-rounded super-scale); they
- * are not byte-identical to any other quantizer. */
+ * Q6_K is quantized with the reference quantizer's scale search and arithmetic (identical bytes).
+ * Q2_K..Q5_K use a simpler search of our own (a few candidate ranges per sub-block, least-squares
+ * refit, scales requantized against the half-rounded super-scale): same layout, other bytes. */
 #include "model/quant_k.h"
 
 #include <math.h>
@@ -314,22 +314,72 @@ static void quant_q45_k(const float *x, uint8_t *b, int nbits) {
     }
 }
 
+/* Q6_K follows the reference quantizer's arithmetic, so its bytes match the reference files:
+ * per 16 values a symmetric scale chosen among 19 candidates (the largest-magnitude value
+ * mapped to -32 + 0.1k, k = -9..9) by an x^2-weighted least-squares fit; the scales quantized
+ * to int8 against a super-scale that maps the largest one to -128. Float operations are kept in
+ * the same order as there. */
+static float q6k_subblock_scale(const float *x) {
+    const int nmax = 32;
+    float amax = 0.0f, max = 0.0f;
+    for (int i = 0; i < 16; i++) {
+        if (fabsf(x[i]) > amax) {
+            amax = fabsf(x[i]);
+            max = x[i];
+        }
+    }
+    if (amax < 1e-15f) return 0.0f;
+    float iscale = (float)-nmax / max;
+    float sumlx = 0.0f, suml2 = 0.0f;
+    for (int i = 0; i < 16; i++) {
+        const int l = clampi(nearest_int(iscale * x[i]), -nmax, nmax - 1);
+        const float w = x[i] * x[i];
+        sumlx += w * x[i] * (float)l;
+        suml2 += w * (float)l * (float)l;
+    }
+    float scale = suml2 != 0.0f ? sumlx / suml2 : 0.0f;
+    float best = scale * sumlx;
+    for (int is = -9; is <= 9; is++) {
+        if (is == 0) continue;
+        iscale = -((float)nmax + 0.1f * (float)is) / max;
+        sumlx = suml2 = 0.0f;
+        for (int i = 0; i < 16; i++) {
+            const int l = clampi(nearest_int(iscale * x[i]), -nmax, nmax - 1);
+            const float w = x[i] * x[i];
+            sumlx += w * x[i] * (float)l;
+            suml2 += w * (float)l * (float)l;
+        }
+        if (suml2 > 0.0f && sumlx * sumlx > best * suml2) {
+            scale = sumlx / suml2;
+            best = scale * sumlx;
+        }
+    }
+    return scale;
+}
+
 static void quant_q6_k(const float *x, uint8_t *b) {
     float s[16], amax = 0.0f, max = 0.0f;
     for (int j = 0; j < 16; j++) {
-        s[j] = fit_symmetric(x + 16 * j, 16, 32);
+        s[j] = q6k_subblock_scale(x + 16 * j);
         if (fabsf(s[j]) > amax) {
             amax = fabsf(s[j]);
             max = s[j];
         }
     }
+    memset(b, 0, 210);
+    if (amax < 1e-15f) return;
     int8_t *sc = (int8_t *)(b + 192);
-    const float d = wr_f16(b + 208, max / -128.0f);
+    const float iscale = -128.0f / max;
+    const float d = wr_f16(b + 208, 1.0f / iscale);
     uint8_t q[QK_K];
     for (int j = 0; j < 16; j++) {
-        sc[j] = (int8_t)(d != 0.0f ? clampi(nearest_int(s[j] / d), -128, 127) : 0);
+        const int l = nearest_int(iscale * s[j]);
+        sc[j] = (int8_t)(l < 127 ? l : 127);
+    }
+    for (int j = 0; j < 16; j++) {
         const float sd = d * (float)sc[j];
         for (int l = 0; l < 16; l++) {
+            /* with a zero scale every level decodes to 0; level 0 (stored 32) is written */
             const int v = sd != 0.0f ? clampi(nearest_int(x[16 * j + l] / sd), -32, 31) : 0;
             q[16 * j + l] = (uint8_t)(v + 32);
         }

@@ -162,11 +162,20 @@ static ws_status parse_array(reader *r, gguf_kv *kv) {
     kv->str_offs = malloc((kv->n ? kv->n : 1) * sizeof *kv->str_offs);
     if (!kv->str_offs) return ws_fail(r->err, WS_ERR_NOMEM, "key '%s': out of memory", kv->key);
     for (uint64_t j = 0; j < kv->n; j++) {
+        kv->str_offs[j] = r->pos;
+        /* Fast path for a whole, in-cap string; anything else goes through rd_str for the message.
+         */
+        if (rd_left(r) >= 8) {
+            uint64_t n = gguf_le64(r->p + r->pos);
+            if (n <= GGUF_CAP_STR && n <= rd_left(r) - 8) {
+                r->pos += 8 + (size_t)n;
+                continue;
+            }
+        }
         const uint8_t *s;
         uint64_t n;
         char what[48];
         snprintf(what, sizeof what, "string %" PRIu64, j);
-        kv->str_offs[j] = r->pos;
         if ((st = rd_str(r, &s, &n, GGUF_CAP_STR, what, who))) return st;
     }
     return WS_OK;
@@ -349,7 +358,9 @@ static ws_status parse_header(gguf_file *f, reader *r) {
     if ((st = rd_u32(r, &f->version, "version", ""))) return st;
     if (f->version < 2 || f->version > 3)
         return ws_fail(r->err, WS_ERR_FORMAT,
-                       "offset 4: unsupported GGUF version %u (expected 2 or 3)", f->version);
+                       "offset 4: unsupported GGUF version %u (expected 2 or 3%s)", f->version,
+                       f->version == 2u << 24 || f->version == 3u << 24 ? "; a big-endian file?"
+                                                                        : "");
     if ((st = rd_u64(r, &f->n_tensors, "n_tensors", ""))) return st;
     if ((st = rd_u64(r, &f->n_kv, "n_kv", ""))) return st;
     if (f->n_tensors > GGUF_CAP_COUNT)

@@ -201,8 +201,12 @@ int cmd_tokenize(int argc, char **argv) {
     char *text = NULL;
     size_t len = 0;
     rc = 1;
-    double t0 = now_s();
-    if (gguf_open(o.model, &f, &err) != WS_OK || tokenizer_load(f, &t, &err) != WS_OK) {
+    if (gguf_open(o.model, &f, &err) != WS_OK) {
+        fprintf(stderr, "worker-orcd tokenize: %s: %s\n", o.model, err.msg);
+        goto done;
+    }
+    double t0 = now_s(); /* the tokenizer's own load time, the file already parsed */
+    if (tokenizer_load(f, &t, &err) != WS_OK) {
         fprintf(stderr, "worker-orcd tokenize: %s: %s\n", o.model, err.msg);
         goto done;
     }

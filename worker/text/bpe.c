@@ -42,6 +42,10 @@ tok_merge *bpe_merge_slot(const struct tokenizer *t, int32_t left, int32_t right
     }
 }
 
+void bpe_merge_prefetch(const struct tokenizer *t, int32_t left, int32_t right) {
+    __builtin_prefetch(&t->merges[hash_u64(pair_key(left, right)) & t->merge_mask]);
+}
+
 const tok_merge *bpe_find_merge(const struct tokenizer *t, int32_t left, int32_t right) {
     const tok_merge *m = bpe_merge_slot(t, left, right);
     return m->key == UINT64_MAX ? NULL : m;

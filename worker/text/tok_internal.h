@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "base/status.h"
+#include "model/gguf.h"
 
 /* GGUF token types (tokenizer.ggml.token_type), as llama.cpp's converter writes them. */
 enum {
@@ -54,6 +55,30 @@ struct tokenizer {
     bool add_bos;
 };
 
+/* ---- vocab.c: token text -> id, used while loading ---- */
+
+typedef struct {
+    int32_t id;  /* -1: empty */
+    uint8_t len; /* text length, or 0xFF when key holds a hash tag instead */
+    char key[11];
+} vocab_slot;
+
+typedef struct {
+    const char **s;   /* (n) token texts, borrowed from the GGUF file */
+    uint32_t *len;    /* (n) */
+    vocab_slot *slot; /* mask + 1 slots, linear probing */
+    uint64_t mask;
+} vocab_index;
+
+/* Indexes the string array `key` of f (n entries; the file must outlive the index). */
+ws_status vocab_index_build(const gguf_file *f, const char *key, uint32_t n, vocab_index *v,
+                            ws_error *err);
+uint64_t vocab_hash(const char *s, size_t n);
+/* The id of text s[0..n) with hash h = vocab_hash(s, n), or -1. */
+int32_t vocab_index_find(const vocab_index *v, const char *s, size_t n, uint64_t h);
+void vocab_index_prefetch(const vocab_index *v, uint64_t h);
+void vocab_index_free(vocab_index *v); /* accepts a zeroed index */
+
 /* ---- pretok.c: the qwen2 pre-tokenizer split ---- */
 
 /* Calls piece(ctx, start, len) for each piece of s[0..len) (valid UTF-8, NFC already applied)
@@ -80,6 +105,7 @@ void bpe_work_free(bpe_work *w);
 /* The table slot of the pair (left, right): its entry, or the empty slot where it belongs (key
  * UINT64_MAX). The table always has empty slots. */
 tok_merge *bpe_merge_slot(const struct tokenizer *t, int32_t left, int32_t right);
+void bpe_merge_prefetch(const struct tokenizer *t, int32_t left, int32_t right);
 /* Looks up the merge of (left, right); NULL when there is none. */
 const tok_merge *bpe_find_merge(const struct tokenizer *t, int32_t left, int32_t right);
 

@@ -39,67 +39,6 @@ static size_t put_utf8(char *out, int32_t cp) {
     return 2; /* the map's code points are all below U+0800 */
 }
 
-/* ---- the vocabulary hash table (load time only): token text -> id ---- */
-
-typedef struct {
-    const char **s;
-    uint32_t *len;
-    int32_t *slot; /* -1 empty */
-    uint64_t mask;
-} vocab_index;
-
-static uint64_t hash_bytes(const char *s, size_t n) {
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (uint8_t)s[i]) * 0x100000001b3ULL;
-    return h ^ (h >> 29);
-}
-
-static int32_t vocab_find(const vocab_index *v, const char *s, size_t n) {
-    for (uint64_t i = hash_bytes(s, n) & v->mask;; i = (i + 1) & v->mask) {
-        int32_t id = v->slot[i];
-        if (id < 0) return -1;
-        if (v->len[id] == n && memcmp(v->s[id], s, n) == 0) return id;
-    }
-}
-
-/* Builds the index and reads the token strings; duplicate texts keep the lowest id. */
-static ws_status vocab_build(const gguf_file *f, int64_t key, uint32_t n, vocab_index *v,
-                             ws_error *err) {
-    uint64_t cap = 1;
-    while (cap < 2 * (uint64_t)n)
-        cap <<= 1;
-    v->s = malloc(n * sizeof *v->s);
-    v->len = malloc(n * sizeof *v->len);
-    v->slot = malloc(cap * sizeof *v->slot);
-    v->mask = cap - 1;
-    if (!v->s || !v->len || !v->slot)
-        return ws_fail(err, WS_ERR_NOMEM, "tokenizer: out of memory for %u tokens", n);
-    memset(v->slot, 0xff, cap * sizeof *v->slot);
-    for (uint32_t id = 0; id < n; id++) {
-        const char *s;
-        uint64_t len;
-        if (gguf_kv_arr_str(f, (uint64_t)key, id, &s, &len) != WS_OK || len > UINT32_MAX)
-            return ws_fail(err, WS_ERR_FORMAT, "tokenizer.ggml.tokens[%u]: unreadable", id);
-        v->s[id] = s;
-        v->len[id] = (uint32_t)len;
-        uint64_t i = hash_bytes(s, len) & v->mask;
-        while (v->slot[i] >= 0) {
-            int32_t o = v->slot[i];
-            if (v->len[o] == len && memcmp(v->s[o], s, len) == 0) break;
-            i = (i + 1) & v->mask;
-        }
-        if (v->slot[i] < 0) v->slot[i] = (int32_t)id;
-    }
-    return WS_OK;
-}
-
-static void vocab_free(vocab_index *v) {
-    free(v->s);
-    free(v->len);
-    free(v->slot);
-}
-
 /* ---- loading ---- */
 
 /* Hugging Face marks these Qwen2 added tokens non-special (skip_special_tokens keeps them), while
@@ -254,9 +193,42 @@ static ws_status load_added(tokenizer *t, ws_error *err) {
     return WS_OK;
 }
 
-/* Resolves every merge "A B" to ids and fills the merge table. */
+/* One merge being resolved: the texts of its halves and their hashes. */
+typedef struct {
+    const char *a, *b;
+    size_t la, lb;
+    uint64_t ha, hb, hab;
+    char ab[512];
+} merge_job;
+
+static ws_status merge_parse(const gguf_file *f, int64_t key, uint64_t r, merge_job *j,
+                             ws_error *err) {
+    const char *s;
+    uint64_t len;
+    if (gguf_kv_arr_str(f, (uint64_t)key, r, &s, &len) != WS_OK)
+        return ws_fail(err, WS_ERR_FORMAT, "tokenizer.ggml.merges[%llu]: unreadable",
+                       (unsigned long long)r);
+    const char *sp = memchr(s, ' ', len);
+    j->a = s;
+    j->la = sp ? (size_t)(sp - s) : 0;
+    j->b = sp + 1;
+    j->lb = sp ? len - j->la - 1 : 0;
+    if (!sp || j->la == 0 || j->lb == 0 || j->la + j->lb > sizeof j->ab)
+        return ws_fail(err, WS_ERR_FORMAT, "tokenizer.ggml.merges[%llu]: '%.*s' is not 'A B'",
+                       (unsigned long long)r, (int)(len > 64 ? 64 : len), s);
+    memcpy(j->ab, j->a, j->la);
+    memcpy(j->ab + j->la, j->b, j->lb);
+    j->ha = vocab_hash(j->a, j->la);
+    j->hb = vocab_hash(j->b, j->lb);
+    j->hab = vocab_hash(j->ab, j->la + j->lb);
+    return WS_OK;
+}
+
+/* Resolves every merge "A B" to ids and fills the merge table. The lookups go in batches whose
+ * table slots are prefetched first: resolving is bound by cache misses. */
 static ws_status load_merges(const gguf_file *f, tokenizer *t, const vocab_index *v,
                              ws_error *err) {
+    enum { BATCH = 16 };
     gguf_type et;
     uint64_t n;
     const void *data;
@@ -266,42 +238,52 @@ static ws_status load_merges(const gguf_file *f, tokenizer *t, const vocab_index
         return ws_fail(err, WS_ERR_FORMAT, "tokenizer.ggml.merges: %s[%llu], expected strings",
                        gguf_type_name(et), (unsigned long long)n);
     uint64_t cap = 1;
-    while (cap < 2 * n + 2)
+    while (cap < n + n / 2 + 1)
         cap <<= 1;
     t->merges = malloc(cap * sizeof *t->merges);
-    if (!t->merges) return ws_fail(err, WS_ERR_NOMEM, "tokenizer: out of memory for merges");
+    merge_job *jobs = malloc(BATCH * sizeof *jobs);
+    if (!t->merges || !jobs) {
+        free(jobs);
+        return ws_fail(err, WS_ERR_NOMEM, "tokenizer: out of memory for merges");
+    }
     for (uint64_t i = 0; i < cap; i++)
         t->merges[i].key = UINT64_MAX;
     t->merge_mask = cap - 1;
     int64_t key = gguf_find_key(f, "tokenizer.ggml.merges");
-    char joined[1024];
-    for (uint64_t r = 0; r < n; r++) {
-        const char *s;
-        uint64_t len;
-        if (gguf_kv_arr_str(f, (uint64_t)key, r, &s, &len) != WS_OK)
-            return ws_fail(err, WS_ERR_FORMAT, "tokenizer.ggml.merges[%llu]: unreadable",
-                           (unsigned long long)r);
-        const char *sp = memchr(s, ' ', len);
-        size_t la = sp ? (size_t)(sp - s) : 0, lb = sp ? len - la - 1 : 0;
-        if (!sp || la == 0 || lb == 0 || la + lb > sizeof joined)
-            return ws_fail(err, WS_ERR_FORMAT, "tokenizer.ggml.merges[%llu]: '%.*s' is not 'A B'",
-                           (unsigned long long)r, (int)(len > 64 ? 64 : len), s);
-        memcpy(joined, s, la);
-        memcpy(joined + la, sp + 1, lb);
-        int32_t a = vocab_find(v, s, la), b = vocab_find(v, sp + 1, lb);
-        int32_t ab = vocab_find(v, joined, la + lb);
-        if (a < 0 || b < 0 || ab < 0)
-            return ws_fail(
-                err, WS_ERR_FORMAT,
-                "tokenizer.ggml.merges[%llu]: '%.*s' names a token not in the vocabulary",
-                (unsigned long long)r, (int)(len > 64 ? 64 : len), s);
-        tok_merge *m = bpe_merge_slot(t, a, b);
-        m->key = (uint64_t)(uint32_t)a << 32 | (uint32_t)b;
-        /* A repeated pair takes its later rank, as the reference's merge map does. */
-        m->rank = (uint32_t)r;
-        m->result = ab;
+    for (uint64_t r0 = 0; r0 < n && st == WS_OK; r0 += BATCH) {
+        uint64_t k = n - r0 < BATCH ? n - r0 : BATCH;
+        int32_t ids[BATCH][3];
+        for (uint64_t j = 0; j < k && st == WS_OK; j++) {
+            st = merge_parse(f, key, r0 + j, &jobs[j], err);
+            if (st != WS_OK) break;
+            vocab_index_prefetch(v, jobs[j].ha);
+            vocab_index_prefetch(v, jobs[j].hb);
+            vocab_index_prefetch(v, jobs[j].hab);
+        }
+        for (uint64_t j = 0; j < k && st == WS_OK; j++) {
+            merge_job *m = &jobs[j];
+            ids[j][0] = vocab_index_find(v, m->a, m->la, m->ha);
+            ids[j][1] = vocab_index_find(v, m->b, m->lb, m->hb);
+            ids[j][2] = vocab_index_find(v, m->ab, m->la + m->lb, m->hab);
+            if (ids[j][0] < 0 || ids[j][1] < 0 || ids[j][2] < 0)
+                st = ws_fail(err, WS_ERR_FORMAT,
+                             "tokenizer.ggml.merges[%llu]: '%.*s %.*s' names a token not in the "
+                             "vocabulary",
+                             (unsigned long long)(r0 + j), (int)(m->la > 32 ? 32 : m->la), m->a,
+                             (int)(m->lb > 32 ? 32 : m->lb), m->b);
+            else
+                bpe_merge_prefetch(t, ids[j][0], ids[j][1]);
+        }
+        for (uint64_t j = 0; j < k && st == WS_OK; j++) {
+            tok_merge *m = bpe_merge_slot(t, ids[j][0], ids[j][1]);
+            m->key = (uint64_t)(uint32_t)ids[j][0] << 32 | (uint32_t)ids[j][1];
+            /* A repeated pair takes its later rank, as the reference's merge map does. */
+            m->rank = (uint32_t)(r0 + j);
+            m->result = ids[j][2];
+        }
     }
-    return WS_OK;
+    free(jobs);
+    return st;
 }
 
 /* The token of each single byte. */
@@ -309,7 +291,7 @@ static ws_status load_byte_ids(tokenizer *t, const vocab_index *v, ws_error *err
     for (int b = 0; b < 256; b++) {
         char s[2];
         size_t n = put_utf8(s, byte_to_cp((uint8_t)b));
-        t->byte_id[b] = vocab_find(v, s, n);
+        t->byte_id[b] = vocab_index_find(v, s, n, vocab_hash(s, n));
         if (t->byte_id[b] < 0)
             return ws_fail(err, WS_ERR_FORMAT, "tokenizer: no token for byte 0x%02x", b);
     }
@@ -346,17 +328,17 @@ ws_status tokenizer_load(const gguf_file *f, tokenizer **out, ws_error *err) {
                      (unsigned long long)n);
         goto fail;
     }
-    if ((st = vocab_build(f, gguf_find_key(f, "tokenizer.ggml.tokens"), t->n_vocab, &v, err)) ||
+    if ((st = vocab_index_build(f, "tokenizer.ggml.tokens", t->n_vocab, &v, err)) ||
         (st = load_types(f, t, err)) || (st = load_bytes(t, &v, err)) ||
         (st = load_added(t, err)) || (st = load_byte_ids(t, &v, err)) ||
         (st = load_merges(f, t, &v, err)))
         goto fail;
-    vocab_free(&v);
+    vocab_index_free(&v);
     *out = t;
     return WS_OK;
 fail:
     ws_error_prefix(err, "loading tokenizer: ");
-    vocab_free(&v);
+    vocab_index_free(&v);
     tokenizer_free(t);
     return st;
 }

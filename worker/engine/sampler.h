@@ -6,8 +6,8 @@
  *      < 0 multiplied), then presence (- once per distinct token) and frequency (- per count);
  *   2. logprobs are taken here: log-softmax of the penalised logits (temperature 1);
  *   3. temperature == 0: greedy (argmax, lowest id on ties); stop;
- *   4. divide by temperature; top-k; softmax; top-p (smallest prefix of the sorted distribution with
- *      mass >= top_p); min-p (drop p < min_p * p_max); renormalise;
+ *   4. divide by temperature; top-k; softmax; top-p (smallest prefix of the sorted distribution
+ * with mass >= top_p); min-p (drop p < min_p * p_max); renormalise;
  *   5. draw with the caller's uniform number u in [0, 1) by inverse CDF over tokens sorted by
  *      descending probability (ties by lower id).
  * The random stream: a splitmix64/xoshiro-style generator seeded by `seed`, one draw per token. */
@@ -30,7 +30,7 @@ typedef struct {
     float frequency_penalty;  /* [-2, 2]; 0 = off */
     int32_t penalty_last_n;   /* window of history for penalties; 0 = off, -1 = all */
     uint64_t seed;
-    uint32_t n_logprobs;      /* alternatives to report, 0..SAMPLER_MAX_LOGPROBS */
+    uint32_t n_logprobs; /* alternatives to report, 0..SAMPLER_MAX_LOGPROBS */
 } sampler_params;
 
 typedef struct {
@@ -61,8 +61,10 @@ typedef struct sampler sampler;
 ws_status sampler_new(uint32_t n_vocab, sampler **out, ws_error *err);
 void sampler_free(sampler *s);
 
-/* Applies the steps above to logits (modified in place) with history (the tokens so far, oldest
- * first) and the uniform draw u. */
+/* Applies the steps above to logits with history (the tokens so far, oldest first) and the
+ * uniform draw u. The penalties of step 1 are applied to logits in place; nothing else is written
+ * there. Validates p (as sampler_params_validate), u in [0, 1) and the ids of the penalty window
+ * (WS_ERR_RANGE naming the index). top_k > 0 keeps the k best by scaled logit (ties: lower id). */
 ws_status sampler_sample(sampler *s, const sampler_params *p, float *logits, const int32_t *history,
                          uint32_t n_history, float u, sampler_result *out, ws_error *err);
 

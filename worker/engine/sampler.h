@@ -6,8 +6,8 @@
  *      < 0 multiplied), then presence (- once per distinct token) and frequency (- per count);
  *   2. logprobs are taken here: log-softmax of the penalised logits (temperature 1);
  *   3. temperature == 0: greedy (argmax, lowest id on ties); stop;
- *   4. divide by temperature; top-k; softmax; top-p (smallest prefix of the sorted distribution
- * with mass >= top_p); min-p (drop p < min_p * p_max); renormalise;
+ *   4. divide by temperature; top-k; softmax; top-p (smallest prefix of the sorted
+ *      distribution with mass >= top_p); min-p (drop p < min_p * p_max); renormalise;
  *   5. draw with the caller's uniform number u in [0, 1) by inverse CDF over tokens sorted by
  *      descending probability (ties by lower id).
  * The random stream: a splitmix64/xoshiro-style generator seeded by `seed`, one draw per token. */
@@ -22,7 +22,7 @@
 
 typedef struct {
     float temperature;        /* 0 = greedy; (0, 100] otherwise */
-    int32_t top_k;            /* 0 = off */
+    int32_t top_k;            /* 0 = off; at most n_vocab */
     float top_p;              /* (0, 1]; 1 = off */
     float min_p;              /* [0, 1); 0 = off */
     float repetition_penalty; /* > 0; 1 = off */

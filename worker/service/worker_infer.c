@@ -20,6 +20,7 @@ typedef struct {
     session *sess;         /* reserved, or NULL */
     engine_seq *evicted;   /* an evicted session's sequence, freed at run time */
     int64_t received_ns;
+    int64_t started_ns; /* left the queue */
     /* run state */
     int64_t first_token_ns;
     uint32_t n_sent;
@@ -245,7 +246,9 @@ void worker_on_infer(worker *w, const pmsg *m) {
         if (log_prompts_allowed() && m->u.infer.prompt)
             log_event(LOG_INFO, m->request_id, "infer.prompt", "%s", m->u.infer.prompt);
         field = "";
+        atomic_fetch_add(&w->in_flight, 1);
         st = sched_submit(w->sched, &r->job, &err);
+        if (st != WS_OK) atomic_fetch_sub(&w->in_flight, 1);
         if (st != WS_OK && r->sess) {
             turn_acquire(&w->eng_turn);
             engine_seq_free(r->evicted);
@@ -282,9 +285,10 @@ static void send_end(worker *w, infer_req *r, generate_finish finish, const gene
     e->generated_tokens = gs ? gs->n_generated : 0;
     e->cached_tokens = cached;
     e->ttft_ms = r->first_token_ns ? (double)(r->first_token_ns - r->received_ns) / 1e6 : 0;
-    e->queue_ms = (double)(r->job.enqueued_ns - r->received_ns) / 1e6;
+    e->queue_ms = (double)((r->started_ns ? r->started_ns : now) - r->received_ns) / 1e6;
     e->decode_tps = gs ? gs->decode_tps : 0;
     e->total_ms = (double)(now - r->received_ns) / 1e6;
+    atomic_fetch_sub(&w->in_flight, 1);
     worker_send(w, &m);
     pthread_mutex_lock(&w->mu);
     if (finish == GENERATE_FINISH_CANCELLED)
@@ -412,6 +416,7 @@ void worker_job_run(void *ctx, sched_job *job) {
     generate_stats gs;
     memset(&gs, 0, sizeof gs);
     uint32_t cached = 0;
+    r->started_ns = sched_now_ns();
     if (atomic_load(&job->cancel)) {
         worker_job_drop(w, job, SCHED_DROP_CANCELLED);
         return;
@@ -438,6 +443,7 @@ void worker_job_run(void *ctx, sched_job *job) {
         pthread_mutex_lock(&w->mu);
         w->cnt.failed++;
         pthread_mutex_unlock(&w->mu);
+        atomic_fetch_sub(&w->in_flight, 1);
         worker_send_error(w, job->request_id, st, "", err.msg);
     } else {
         send_end(w, r, gs.finish, &gs, cached);

@@ -70,7 +70,8 @@ typedef struct worker {
     pthread_t load_thread;
     bool load_running;
     atomic_bool load_done;
-    atomic_bool fatal; /* a sticky device error happened */
+    atomic_bool fatal;     /* a sticky device error happened */
+    atomic_uint in_flight; /* admitted requests whose final message is not sent yet */
     uint32_t hb_ms;
     int64_t start_ns;
 } worker;

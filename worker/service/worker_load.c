@@ -213,7 +213,16 @@ void worker_load_join(worker *w) {
 
 void worker_on_load(worker *w, const pmsg *m) {
     uint32_t running, queued;
+    pthread_mutex_lock(&w->mu);
+    bool finishing = w->load_running && w->state != PSTATE_LOADING;
+    pthread_mutex_unlock(&w->mu);
+    if (finishing) { /* the previous load replied and is about to end */
+        pthread_join(w->load_thread, NULL);
+        w->load_running = false;
+        atomic_store(&w->load_done, false);
+    }
     sched_counts(w->sched, &running, &queued);
+    if (!atomic_load(&w->in_flight)) running = queued = 0; /* finished, thread still unwinding */
     pthread_mutex_lock(&w->mu);
     pstate s = w->state;
     bool refuse = s == PSTATE_LOADING || s == PSTATE_DRAINING || s == PSTATE_FAILED || running ||
@@ -250,6 +259,7 @@ fail:
 void worker_on_unload(worker *w, const pmsg *m) {
     uint32_t running, queued;
     sched_counts(w->sched, &running, &queued);
+    if (!atomic_load(&w->in_flight)) running = queued = 0; /* finished, thread still unwinding */
     pthread_mutex_lock(&w->mu);
     pstate s = w->state;
     bool refuse = s != PSTATE_READY || running || queued;

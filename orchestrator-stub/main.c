@@ -103,8 +103,9 @@ static int parse_args(int argc, char **argv, stub_args *a) {
 
 typedef struct {
     bool json;
-    uint64_t id;
     uint32_t n_tokens;
+    char *text; /* the reply so far (terminal mode), for the chat history */
+    size_t n_text, cap_text;
 } stream_ctx;
 
 static bool print_chunk(void *user, const ptoken_chunk *c) {
@@ -117,6 +118,16 @@ static bool print_chunk(void *user, const ptoken_chunk *c) {
         printf("}\n");
     } else {
         fwrite(c->text, 1, c->text_len, stdout);
+        if (s->n_text + c->text_len + 1 > s->cap_text) {
+            size_t cap = (s->n_text + c->text_len + 1) * 2;
+            char *t = realloc(s->text, cap);
+            if (!t) return false;
+            s->text = t;
+            s->cap_text = cap;
+        }
+        memcpy(s->text + s->n_text, c->text, c->text_len);
+        s->n_text += c->text_len;
+        s->text[s->n_text] = 0;
     }
     fflush(stdout);
     return true;
@@ -163,12 +174,12 @@ static ws_status load_model(controller *c, const stub_args *a, bool quiet, ws_er
 }
 
 /* Runs req; a dead worker is restarted, the model reloaded and the request sent once more. */
-static ws_status run_one(controller *c, const stub_args *a, const pinfer *req, bool json,
+static ws_status run_one(controller *c, const stub_args *a, const pinfer *req, stream_ctx *s,
                          pstream_end *end, ws_error *err) {
     for (int attempt = 0;; attempt++) {
-        stream_ctx s = {json, 0, 0};
         char field[PROTO_MAX_FIELD] = "";
-        ws_status st = ctl_infer(c, req, 600000, print_chunk, &s, end, field, err);
+        s->n_text = 0;
+        ws_status st = ctl_infer(c, req, 600000, print_chunk, s, end, field, err);
         if (st != WS_ERR_IO || attempt > 0 || a->external) return st;
         fprintf(stderr, "orcd-stub: %s; restarting the worker\n", err->msg);
         st = ctl_restart_worker(c, 60000, err);
@@ -182,7 +193,9 @@ static int terminal_mode(controller *c, const stub_args *a) {
     int rc = 0;
     int n = a->n_prompts + a->n_chats;
     chat_message history[64];
-    int n_hist = 0;
+    char *replies[64];
+    int n_hist = 0, n_replies = 0;
+    stream_ctx s = {false, 0, NULL, 0, 0};
     for (int i = 0; i < (n ? n : 1); i++) {
         pinfer req;
         memset(&req, 0, sizeof req);
@@ -205,15 +218,22 @@ static int terminal_mode(controller *c, const stub_args *a) {
         }
         fflush(stdout);
         pstream_end end;
-        ws_status st = run_one(c, a, &req, false, &end, &err);
+        ws_status st = run_one(c, a, &req, &s, &end, &err);
         if (st != WS_OK) {
             fprintf(stderr, "\norcd-stub: request failed: %s: %s\n", ws_strerror(st), err.msg);
             rc = 1;
             continue;
         }
+        if (req.messages && s.text && n_replies < 64) { /* the next chat turn sees this reply */
+            replies[n_replies] = strdup(s.text);
+            if (replies[n_replies])
+                history[n_hist++] = (chat_message){"assistant", replies[n_replies++]};
+        }
         summary(c, &end, stdout);
-        (void)history;
     }
+    for (int i = 0; i < n_replies; i++)
+        free(replies[i]);
+    free(s.text);
     return rc;
 }
 

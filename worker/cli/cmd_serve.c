@@ -81,7 +81,7 @@ int cmd_serve(int argc, char **argv) {
         {"--controller", "WORKER_CONTROLLER", OPT_STR, &c.controller_url, "controller URL"},
         {"--worker-id", "WORKER_ID", OPT_STR, &c.worker_id, "this worker's identity"},
         {"--gpu", "WORKER_GPU", OPT_INT, &c.gpu, "CUDA device ordinal (0)"},
-        {"--backend", "WORKER_BACKEND", OPT_STR, &c.backend, "cuda | cpu | auto (cpu)"},
+        {"--backend", "WORKER_BACKEND", OPT_STR, &c.backend, "cuda | cpu | auto (auto)"},
         {"--model-dir", "WORKER_MODEL_DIR", OPT_STR, &c.model_dir, "loads are confined here"},
         {"--log-format", "WORKER_LOG_FORMAT", OPT_STR, &log_fmt, "json | text (text)"},
         {"--log-prompts", "WORKER_LOG_PROMPTS", OPT_FLAG, &log_prompts, "0|1: log prompt text (0)"},

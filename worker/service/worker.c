@@ -12,7 +12,7 @@
 
 void worker_config_default(worker_config *c) {
     memset(c, 0, sizeof *c);
-    c->backend = "cpu";
+    c->backend = "auto";
     c->heartbeat_ms = 1000;
     c->slots = 2;
     c->queue = 8;

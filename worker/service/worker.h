@@ -27,8 +27,8 @@ typedef struct {
     const char *tls_ca_file, *tls_cert_key_file;
 } worker_config;
 
-/* Defaults: cpu backend when none asked, heartbeat 1000 ms, 2 slots, queue 8, 1 MiB messages,
- * ctx 0, 4 sessions, drain 30 s, grace 10 s. */
+/* Defaults: auto backend (CUDA when a device is present), heartbeat 1000 ms, 2 slots, queue 8, 1
+ * MiB messages, ctx 0, 4 sessions, drain 30 s, grace 10 s. */
 void worker_config_default(worker_config *c);
 
 /* Runs the worker until it is drained, shut down, or fails. *signals counts SIGTERM/SIGINT

@@ -6,6 +6,7 @@
  * popped candidate whose symbols changed since it was pushed is skipped, so a piece of n bytes
  * costs O(n log n) however long it is. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "text/tok_internal.h"
 
@@ -20,6 +21,15 @@ struct bpe_cand {
     int32_t left, right; /* the ids it was pushed for */
     int32_t result;
 };
+
+struct bpe_cached {
+    uint64_t hash; /* 0: empty */
+    uint32_t key_off, ids_off;
+    uint8_t key_len, n_ids;
+};
+
+/* Pieces of CACHE_MIN_LEN..CACHE_MAX_LEN bytes are cached, up to CACHE_MAX_ENTRIES per call. */
+enum { CACHE_MIN_LEN = 3, CACHE_MAX_LEN = 32, CACHE_MAX_ENTRIES = 1 << 16 };
 
 static inline uint64_t pair_key(int32_t left, int32_t right) {
     return (uint64_t)(uint32_t)left << 32 | (uint32_t)right;
@@ -129,10 +139,9 @@ static ws_status work_reserve(bpe_work *w, size_t n, ws_error *err) {
     return WS_OK;
 }
 
-ws_status bpe_encode_piece(const struct tokenizer *t, bpe_work *w, const char *piece, size_t len,
-                           int32_t **ids, size_t *n, size_t *cap, ws_error *err) {
+static ws_status merge_piece(const struct tokenizer *t, bpe_work *w, const char *piece, size_t len,
+                             int32_t **ids, size_t *n, size_t *cap, ws_error *err) {
     const uint8_t *s = (const uint8_t *)piece;
-    if (len == 1) return tok_push_id(ids, n, cap, t->byte_id[s[0]], err);
     ws_status st = work_reserve(w, len, err);
     if (st != WS_OK) return st;
     for (size_t i = 0; i < len; i++) {
@@ -163,11 +172,100 @@ ws_status bpe_encode_piece(const struct tokenizer *t, bpe_work *w, const char *p
     return WS_OK;
 }
 
+static uint64_t piece_hash(const char *s, size_t n) {
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)s[i]) * 0x100000001b3ULL;
+    return h | 1; /* never 0, the empty mark */
+}
+
+static bool grow(void **p, size_t *cap, size_t need, size_t elem) {
+    if (need <= *cap) return true;
+    size_t nc = *cap ? *cap : 4096;
+    while (nc < need)
+        nc *= 2;
+    void *q = realloc(*p, nc * elem);
+    if (!q) return false;
+    *p = q;
+    *cap = nc;
+    return true;
+}
+
+/* The cache slot for (piece, h): its entry, or the empty slot where it belongs. */
+static struct bpe_cached *cache_slot(bpe_work *w, const char *piece, size_t len, uint64_t h) {
+    for (size_t i = h & w->cache_mask;; i = (i + 1) & w->cache_mask) {
+        struct bpe_cached *c = &w->cache[i];
+        if (c->hash == 0) return c;
+        if (c->hash == h && c->key_len == len && memcmp(w->keys + c->key_off, piece, len) == 0)
+            return c;
+    }
+}
+
+/* Remembers the ids[first..n) of piece; a cache that is full or cannot grow is left as it is. */
+static void cache_put(bpe_work *w, struct bpe_cached *slot, const char *piece, size_t len,
+                      uint64_t h, const int32_t *ids, size_t n_ids) {
+    if (w->cache_count >= CACHE_MAX_ENTRIES || n_ids > UINT8_MAX) return;
+    if (!grow((void **)&w->keys, &w->cap_keys, w->n_keys + len, 1) ||
+        !grow((void **)&w->cached, &w->cap_cached, w->n_cached + n_ids, sizeof *w->cached))
+        return;
+    *slot = (struct bpe_cached){h, (uint32_t)w->n_keys, (uint32_t)w->n_cached, (uint8_t)len,
+                                (uint8_t)n_ids};
+    memcpy(w->keys + w->n_keys, piece, len);
+    memcpy(w->cached + w->n_cached, ids, n_ids * sizeof *ids);
+    w->n_keys += len;
+    w->n_cached += n_ids;
+    w->cache_count++;
+}
+
+/* Keeps the cache table at most half full, doubling it (from 256 slots) as it fills. False when
+ * it cannot grow: encoding goes on without the cache. */
+static bool cache_reserve(bpe_work *w) {
+    size_t slots = w->cache ? w->cache_mask + 1 : 0;
+    if (w->cache && 2 * (w->cache_count + 1) <= slots) return true;
+    if (w->cache_count >= CACHE_MAX_ENTRIES) return true; /* full: lookups only */
+    size_t ns = slots ? 2 * slots : 256;
+    struct bpe_cached *old = w->cache, *nt = calloc(ns, sizeof *nt);
+    if (!nt) return false;
+    w->cache = nt;
+    w->cache_mask = ns - 1;
+    for (size_t i = 0; i < slots; i++) {
+        if (old[i].hash == 0) continue;
+        size_t j = old[i].hash & w->cache_mask;
+        while (nt[j].hash != 0)
+            j = (j + 1) & w->cache_mask;
+        nt[j] = old[i];
+    }
+    free(old);
+    return true;
+}
+
+ws_status bpe_encode_piece(const struct tokenizer *t, bpe_work *w, const char *piece, size_t len,
+                           int32_t **ids, size_t *n, size_t *cap, ws_error *err) {
+    if (len == 1) return tok_push_id(ids, n, cap, t->byte_id[(uint8_t)piece[0]], err);
+    if (len < CACHE_MIN_LEN || len > CACHE_MAX_LEN)
+        return merge_piece(t, w, piece, len, ids, n, cap, err);
+    if (!cache_reserve(w)) return merge_piece(t, w, piece, len, ids, n, cap, err);
+    uint64_t h = piece_hash(piece, len);
+    struct bpe_cached *c = cache_slot(w, piece, len, h);
+    if (c->hash != 0) {
+        for (size_t i = 0; i < c->n_ids; i++) {
+            ws_status st = tok_push_id(ids, n, cap, w->cached[c->ids_off + i], err);
+            if (st != WS_OK) return st;
+        }
+        return WS_OK;
+    }
+    size_t first = *n;
+    ws_status st = merge_piece(t, w, piece, len, ids, n, cap, err);
+    if (st == WS_OK) cache_put(w, c, piece, len, h, *ids + first, *n - first);
+    return st;
+}
+
 void bpe_work_free(bpe_work *w) {
     if (!w) return;
     free(w->sym);
     free(w->heap);
-    w->sym = NULL;
-    w->heap = NULL;
-    w->cap_sym = w->cap_heap = 0;
+    free(w->cache);
+    free(w->keys);
+    free(w->cached);
+    memset(w, 0, sizeof *w);
 }

@@ -89,11 +89,18 @@ ws_status pretok_split(const char *s, size_t len, pretok_piece_fn piece, void *c
 
 /* ---- bpe.c: byte-pair merging over token ids ---- */
 
-/* Working memory reused across pieces (one per encode call). */
+/* Working memory reused across pieces (one per encode call), and a cache of the ids of short
+ * pieces already encoded in this call: text repeats words, and BPE of a piece depends on the piece
+ * alone. */
 typedef struct {
     struct bpe_sym *sym;
     struct bpe_cand *heap;
     size_t cap_sym, cap_heap;
+    struct bpe_cached *cache; /* open addressing, cache_mask + 1 slots */
+    size_t cache_mask, cache_count;
+    char *keys;      /* piece texts of the cache, back to back */
+    int32_t *cached; /* their ids, back to back */
+    size_t n_keys, cap_keys, n_cached, cap_cached;
 } bpe_work;
 
 /* Merges the byte tokens of one piece (len >= 1 bytes) by rank and appends the resulting ids to

@@ -1,0 +1,165 @@
+/* attention.cu: causal grouped-query attention over the FP32 KV cache, for prefill (many queries)
+ * and decode (one query) alike. A block handles one (query head, key-range split, token): each
+ * warp walks tiles of 32 keys (one key per lane for the scores, then one value row at a time for
+ * the weighted sum) with an online softmax; the block's warps are merged in shared memory, and
+ * the splits of a (token, head) are merged by whichever block finishes last, so long contexts use
+ * many multiprocessors without a second launch. Softmax statistics and sums are FP32. */
+#include <math.h>
+
+#include "kernels/common.cuh"
+#include "kernels/kernels.h"
+
+#include <cuda_fp16.h>
+
+#define ATT_WARPS 4
+
+struct att_args {
+    const float *q;
+    const kq_params *p;
+    int n_head, n_head_kv, max_ctx, layer, n_split;
+    float scale;
+    float *part;
+    unsigned *counters;
+    float *out32;
+    __half *out16;
+};
+
+template <int HD> __device__ void att_write(const att_args &a, int t, int h, int d, float v) {
+    const size_t o = ((size_t)t * a.n_head + h) * HD + d;
+    if (a.out32) a.out32[o] = v;
+    if (a.out16) a.out16[o] = __float2half_rn(v);
+}
+
+template <int HD> __global__ void __launch_bounds__(ATT_WARPS * 32) attention_kernel(att_args a) {
+    constexpr int DPL = HD / 32; /* dims per lane */
+    __shared__ float qs[HD];
+    __shared__ float wm[ATT_WARPS], wl[ATT_WARPS], wacc[ATT_WARPS][HD];
+    __shared__ bool last;
+    const int h = blockIdx.x, s = blockIdx.y, t = blockIdx.z;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int kvh = h / (a.n_head / a.n_head_kv), kv_dim = a.n_head_kv * HD;
+    const int len = a.p->pos + t + 1;
+    const int chunk = (len + a.n_split - 1) / a.n_split;
+    const int t0 = s * chunk, t1 = min(len, t0 + chunk);
+    for (int d = threadIdx.x; d < HD; d += blockDim.x)
+        qs[d] = a.q[((size_t)t * a.n_head + h) * HD + d] * a.scale;
+    __syncthreads();
+
+    const size_t layer_base = (size_t)a.layer * a.max_ctx * kv_dim + (size_t)kvh * HD;
+    const float *K = a.p->k + layer_base, *V = a.p->v + layer_base;
+    float m = -INFINITY, l = 0.0f, acc[DPL];
+#pragma unroll
+    for (int i = 0; i < DPL; i++)
+        acc[i] = 0.0f;
+    for (int tile = t0 + warp * 32; tile < t1; tile += ATT_WARPS * 32) {
+        const int j = tile + lane;
+        float sc = -INFINITY;
+        if (j < t1) {
+            const float4 *kr = (const float4 *)(K + (size_t)j * kv_dim);
+            const float4 *q4 = (const float4 *)qs;
+            float d0 = 0.0f, d1 = 0.0f;
+#pragma unroll
+            for (int i = 0; i < HD / 4; i += 2) {
+                const float4 k0 = kr[i], k1 = kr[i + 1], x0 = q4[i], x1 = q4[i + 1];
+                d0 += k0.x * x0.x + k0.y * x0.y + k0.z * x0.z + k0.w * x0.w;
+                d1 += k1.x * x1.x + k1.y * x1.y + k1.z * x1.z + k1.w * x1.w;
+            }
+            sc = d0 + d1;
+        }
+        const float m_new = fmaxf(m, kq_warp_max(sc));
+        const float corr = expf(m - m_new);
+        const float pj = j < t1 ? expf(sc - m_new) : 0.0f;
+        l = l * corr + kq_warp_sum(pj);
+#pragma unroll
+        for (int i = 0; i < DPL; i++)
+            acc[i] *= corr;
+        const int n = min(32, t1 - tile);
+        for (int jj = 0; jj < n; jj++) {
+            const float w = __shfl_sync(0xffffffffu, pj, jj);
+            const float *vr = V + (size_t)(tile + jj) * kv_dim + lane * DPL;
+#pragma unroll
+            for (int i = 0; i < DPL; i++)
+                acc[i] += w * vr[i];
+        }
+        m = m_new;
+    }
+    if (lane == 0) {
+        wm[warp] = m;
+        wl[warp] = l;
+    }
+#pragma unroll
+    for (int i = 0; i < DPL; i++)
+        wacc[warp][lane * DPL + i] = acc[i];
+    __syncthreads();
+
+    /* Merge the warps: (M, L, ACC) of this block's key range. */
+    float M = -INFINITY;
+    for (int w = 0; w < ATT_WARPS; w++)
+        M = fmaxf(M, wm[w]);
+    float L = 0.0f;
+    for (int w = 0; w < ATT_WARPS; w++)
+        L += wm[w] == -INFINITY ? 0.0f : wl[w] * expf(wm[w] - M);
+    const size_t th = (size_t)t * a.n_head + h;
+    if (a.n_split == 1) {
+        for (int d = threadIdx.x; d < HD; d += blockDim.x) {
+            float v = 0.0f;
+            for (int w = 0; w < ATT_WARPS; w++)
+                if (wm[w] != -INFINITY) v += wacc[w][d] * expf(wm[w] - M);
+            att_write<HD>(a, t, h, d, v / L);
+        }
+        return;
+    }
+    float *mine = a.part + (th * a.n_split + s) * (HD + 2);
+    for (int d = threadIdx.x; d < HD; d += blockDim.x) {
+        float v = 0.0f;
+        for (int w = 0; w < ATT_WARPS; w++)
+            if (wm[w] != -INFINITY) v += wacc[w][d] * expf(wm[w] - M);
+        mine[2 + d] = v;
+    }
+    if (threadIdx.x == 0) {
+        mine[0] = M;
+        mine[1] = L;
+    }
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) last = atomicAdd(a.counters + th, 1u) == (unsigned)a.n_split - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    const float *all = a.part + th * a.n_split * (HD + 2);
+    float GM = -INFINITY;
+    for (int k = 0; k < a.n_split; k++)
+        GM = fmaxf(GM, __ldcg(all + k * (HD + 2)));
+    float GL = 0.0f;
+    for (int k = 0; k < a.n_split; k++) {
+        const float mk = __ldcg(all + k * (HD + 2));
+        if (mk != -INFINITY) GL += __ldcg(all + k * (HD + 2) + 1) * expf(mk - GM);
+    }
+    for (int d = threadIdx.x; d < HD; d += blockDim.x) {
+        float v = 0.0f;
+        for (int k = 0; k < a.n_split; k++) {
+            const float mk = __ldcg(all + k * (HD + 2));
+            if (mk != -INFINITY) v += __ldcg(all + k * (HD + 2) + 2 + d) * expf(mk - GM);
+        }
+        att_write<HD>(a, t, h, d, v / GL);
+    }
+    if (threadIdx.x == 0) a.counters[th] = 0;
+}
+
+extern "C" cudaError_t kq_attention(const float *q, int n_tok, const kq_params *p, const kq_geom *g,
+                                    int layer, int n_split, float *part, unsigned *counters,
+                                    float *out32, void *out16, cudaStream_t st) {
+    if (n_tok < 1 || n_split < 1 || n_split > 65535 || g->n_head % g->n_head_kv != 0)
+        return cudaErrorInvalidValue;
+    att_args a = {q,          p,        g->n_head, g->n_head_kv,
+                  g->max_ctx, layer,    n_split,   1.0f / sqrtf((float)g->head_dim),
+                  part,       counters, out32,     (__half *)out16};
+    const dim3 grid(g->n_head, n_split, n_tok);
+    if (g->head_dim == 64)
+        attention_kernel<64><<<grid, ATT_WARPS * 32, 0, st>>>(a);
+    else if (g->head_dim == 128)
+        attention_kernel<128><<<grid, ATT_WARPS * 32, 0, st>>>(a);
+    else
+        return cudaErrorInvalidValue;
+    return cudaGetLastError();
+}

@@ -31,10 +31,6 @@ struct bpe_cached {
 /* Pieces of CACHE_MIN_LEN..CACHE_MAX_LEN bytes are cached, up to CACHE_MAX_ENTRIES per call. */
 enum { CACHE_MIN_LEN = 3, CACHE_MAX_LEN = 32, CACHE_MAX_ENTRIES = 1 << 16 };
 
-static inline uint64_t pair_key(int32_t left, int32_t right) {
-    return (uint64_t)(uint32_t)left << 32 | (uint32_t)right;
-}
-
 static inline uint64_t hash_u64(uint64_t x) {
     x ^= x >> 33;
     x *= 0xff51afd7ed558ccdULL;
@@ -45,20 +41,20 @@ static inline uint64_t hash_u64(uint64_t x) {
 }
 
 tok_merge *bpe_merge_slot(const struct tokenizer *t, int32_t left, int32_t right) {
-    uint64_t key = pair_key(left, right);
+    uint64_t key = tok_pair_key(left, right);
     for (uint64_t i = hash_u64(key) & t->merge_mask;; i = (i + 1) & t->merge_mask) {
         tok_merge *m = &t->merges[i];
-        if (m->key == key || m->key == UINT64_MAX) return m;
+        if (m->key == key || m->key == 0) return m;
     }
 }
 
 void bpe_merge_prefetch(const struct tokenizer *t, int32_t left, int32_t right) {
-    __builtin_prefetch(&t->merges[hash_u64(pair_key(left, right)) & t->merge_mask]);
+    __builtin_prefetch(&t->merges[hash_u64(tok_pair_key(left, right)) & t->merge_mask]);
 }
 
 const tok_merge *bpe_find_merge(const struct tokenizer *t, int32_t left, int32_t right) {
     const tok_merge *m = bpe_merge_slot(t, left, right);
-    return m->key == UINT64_MAX ? NULL : m;
+    return m->key == 0 ? NULL : m;
 }
 
 ws_status tok_push_id(int32_t **ids, size_t *n, size_t *cap, int32_t id, ws_error *err) {

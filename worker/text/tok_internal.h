@@ -24,10 +24,21 @@ enum {
 
 /* One merge rule: the pair (left, right) of token ids becomes `result`; lower rank merges first. */
 typedef struct {
-    uint64_t key; /* (uint64)left << 32 | right; UINT64_MAX marks an empty slot */
+    uint64_t key; /* tok_pair_key(left, right); 0 marks an empty slot */
     uint32_t rank;
     int32_t result;
 } tok_merge;
+
+/* The merge table key of a pair of ids; never 0. */
+static inline uint64_t tok_pair_key(int32_t left, int32_t right) {
+    return (uint64_t)((uint32_t)left + 1) << 32 | (uint32_t)right;
+}
+
+/* Zeroed memory for a large hash table, from the kernel directly and backed by huge pages where
+ * the system allows it: the tables are touched at random once while loading, and 4 KiB page
+ * faults would dominate the load time. NULL when out of memory. */
+void *tok_table_alloc(size_t bytes);
+void tok_table_free(void *p, size_t bytes); /* accepts NULL */
 
 /* An added token that encode matches as a whole string (when asked to parse special tokens). */
 typedef struct {
@@ -58,8 +69,8 @@ struct tokenizer {
 /* ---- vocab.c: token text -> id, used while loading ---- */
 
 typedef struct {
-    int32_t id;  /* -1: empty */
-    uint8_t len; /* text length, or 0xFF when key holds a hash tag instead */
+    uint32_t id1; /* id + 1; 0: empty */
+    uint8_t len;  /* text length, or 0xFF when key holds a hash tag instead */
     char key[11];
 } vocab_slot;
 
@@ -110,7 +121,7 @@ ws_status bpe_encode_piece(const struct tokenizer *t, bpe_work *w, const char *p
 void bpe_work_free(bpe_work *w);
 
 /* The table slot of the pair (left, right): its entry, or the empty slot where it belongs (key
- * UINT64_MAX). The table always has empty slots. */
+ * 0). The table always has empty slots. */
 tok_merge *bpe_merge_slot(const struct tokenizer *t, int32_t left, int32_t right);
 void bpe_merge_prefetch(const struct tokenizer *t, int32_t left, int32_t right);
 /* Looks up the merge of (left, right); NULL when there is none. */

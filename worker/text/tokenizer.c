@@ -240,15 +240,13 @@ static ws_status load_merges(const gguf_file *f, tokenizer *t, const vocab_index
     uint64_t cap = 1;
     while (cap < n + n / 2 + 1)
         cap <<= 1;
-    t->merges = malloc(cap * sizeof *t->merges);
+    t->merges = tok_table_alloc(cap * sizeof *t->merges);
+    t->merge_mask = cap - 1; /* tokenizer_free sizes the table from the mask */
     merge_job *jobs = malloc(BATCH * sizeof *jobs);
     if (!t->merges || !jobs) {
         free(jobs);
         return ws_fail(err, WS_ERR_NOMEM, "tokenizer: out of memory for merges");
     }
-    for (uint64_t i = 0; i < cap; i++)
-        t->merges[i].key = UINT64_MAX;
-    t->merge_mask = cap - 1;
     int64_t key = gguf_find_key(f, "tokenizer.ggml.merges");
     for (uint64_t r0 = 0; r0 < n && st == WS_OK; r0 += BATCH) {
         uint64_t k = n - r0 < BATCH ? n - r0 : BATCH;
@@ -276,7 +274,7 @@ static ws_status load_merges(const gguf_file *f, tokenizer *t, const vocab_index
         }
         for (uint64_t j = 0; j < k && st == WS_OK; j++) {
             tok_merge *m = bpe_merge_slot(t, ids[j][0], ids[j][1]);
-            m->key = (uint64_t)(uint32_t)ids[j][0] << 32 | (uint32_t)ids[j][1];
+            m->key = tok_pair_key(ids[j][0], ids[j][1]);
             /* A repeated pair takes its later rank, as the reference's merge map does. */
             m->rank = (uint32_t)(r0 + j);
             m->result = ids[j][2];
@@ -349,7 +347,7 @@ void tokenizer_free(tokenizer *t) {
     free(t->byte_off);
     free(t->type);
     free(t->hidden);
-    free(t->merges);
+    if (t->merges) tok_table_free(t->merges, (t->merge_mask + 1) * sizeof *t->merges);
     free(t->added);
     free(t);
 }

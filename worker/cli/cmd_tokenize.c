@@ -37,10 +37,14 @@ static void usage(FILE *out) {
                  "  --bench N         encode N times; print load time and throughput\n");
 }
 
-static double now_s(void) {
+static double clock_s(clockid_t c) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(c, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double now_s(void) {
+    return clock_s(CLOCK_MONOTONIC);
 }
 
 /* Reads all of stdin into a malloc'd, NUL-terminated buffer (the loop ends with n < cap). */
@@ -102,12 +106,15 @@ static int print_split(const tokenizer *t, const char *s, size_t len, const char
 }
 
 static int run_bench(const tokenizer *t, const char *s, size_t len, const tok_opts *o,
-                     double load_s) {
+                     double load_s, double load_cpu_s) {
     ws_error err = {{0}};
     size_t n_ids = 0;
-    double t0 = 0;
+    double t0 = 0, c0 = 0;
     for (long r = -1; r < o->bench; r++) { /* round -1 is an untimed warm-up */
-        if (r == 0) t0 = now_s();
+        if (r == 0) {
+            t0 = now_s();
+            c0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
+        }
         int32_t *ids;
         size_t n;
         if (tokenizer_encode(t, s, len, o->special, &ids, &n, &err) != WS_OK) {
@@ -117,9 +124,11 @@ static int run_bench(const tokenizer *t, const char *s, size_t len, const tok_op
         n_ids = n;
         free(ids);
     }
-    double dt = now_s() - t0;
-    printf("load_ms %.1f\nbytes %zu\nids %zu\nrepeats %ld\nseconds %.4f\nMB_per_s %.2f\n",
-           1e3 * load_s, len, n_ids, o->bench, dt, (double)len * (double)o->bench / dt / 1e6);
+    double dt = now_s() - t0, dc = clock_s(CLOCK_PROCESS_CPUTIME_ID) - c0;
+    double mb = (double)len * (double)o->bench / 1e6;
+    printf("load_ms %.1f\nload_cpu_ms %.1f\nbytes %zu\nids %zu\nrepeats %ld\nseconds %.4f\n"
+           "cpu_seconds %.4f\nMB_per_s %.2f\nMB_per_cpu_s %.2f\n",
+           1e3 * load_s, 1e3 * load_cpu_s, len, n_ids, o->bench, dt, dc, mb / dt, mb / dc);
     return 0;
 }
 
@@ -207,12 +216,13 @@ int cmd_tokenize(int argc, char **argv) {
         fprintf(stderr, "worker-orcd tokenize: %s: %s\n", o.model, err.msg);
         goto done;
     }
-    double t0 = now_s(); /* the tokenizer's own load time, the file already parsed */
+    /* The tokenizer's own load time, wall and CPU, the file already parsed. */
+    double t0 = now_s(), c0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
     if (tokenizer_load(f, &t, &err) != WS_OK) {
         fprintf(stderr, "worker-orcd tokenize: %s: %s\n", o.model, err.msg);
         goto done;
     }
-    double load_s = now_s() - t0;
+    double load_s = now_s() - t0, load_cpu_s = clock_s(CLOCK_PROCESS_CPUTIME_ID) - c0;
     text = read_stdin(&len);
     if (!text) {
         fprintf(stderr, "worker-orcd tokenize: cannot read stdin\n");
@@ -221,7 +231,7 @@ int cmd_tokenize(int argc, char **argv) {
     if (o.chat)
         rc = print_chat(f, t, text, len, o.system);
     else if (o.bench)
-        rc = run_bench(t, text, len, &o, load_s);
+        rc = run_bench(t, text, len, &o, load_s, load_cpu_s);
     else if (o.split)
         rc = print_split(t, text, len, o.split, o.special);
     else

@@ -103,22 +103,34 @@ fail:
     return rc;
 }
 
-/* Number of layers: {arch}.block_count, else one more than the highest blk.N. */
-static int layer_count(const gguf_file *f) {
+/* {arch}.NAME as an integer in 1..limit, or 0. */
+static int arch_int(const gguf_file *f, const char *name, int64_t limit) {
     const char *arch;
     uint64_t len;
     int64_t n = 0;
-    if (gguf_get_str(f, "general.architecture", &arch, &len, NULL) == WS_OK && len < 64) {
-        char key[96];
-        snprintf(key, sizeof key, "%.*s.block_count", (int)len, arch);
-        if (gguf_get_int(f, key, &n, NULL) == WS_OK && n > 0 && n < 100000) return (int)n;
+    if (gguf_get_str(f, "general.architecture", &arch, &len, NULL) != WS_OK || len >= 64) return 0;
+    char key[128];
+    snprintf(key, sizeof key, "%.*s.%s", (int)len, arch, name);
+    if (gguf_get_int(f, key, &n, NULL) != WS_OK || n < 1 || n > limit) return 0;
+    return (int)n;
+}
+
+/* Layer count ({arch}.block_count, else one more than the highest blk.N), query heads per KV
+ * head, and whether there is a separate output matrix. */
+static convert_model model_shape(const gguf_file *f) {
+    convert_model m = {arch_int(f, "block_count", 100000), 1,
+                       gguf_find_tensor(f, "output.weight") != NULL};
+    if (m.n_layers == 0) {
+        for (uint64_t i = 0; i < gguf_n_tensors(f); i++) {
+            int layer;
+            if (sscanf(gguf_tensor_at(f, i)->name, "blk.%d.", &layer) == 1 && layer >= m.n_layers)
+                m.n_layers = layer + 1;
+        }
     }
-    int max = -1;
-    for (uint64_t i = 0; i < gguf_n_tensors(f); i++) {
-        int layer;
-        if (sscanf(gguf_tensor_at(f, i)->name, "blk.%d.", &layer) == 1 && layer > max) max = layer;
-    }
-    return max + 1;
+    const int heads = arch_int(f, "attention.head_count", 1 << 20);
+    const int kv = arch_int(f, "attention.head_count_kv", 1 << 20);
+    if (heads && kv && heads % kv == 0) m.n_gqa = heads / kv;
+    return m;
 }
 
 /* Output order: tensors outside layers first, then layer by layer, by name within each group
@@ -160,8 +172,7 @@ static ws_status quantize_file(const char *in, const char *out, const convert_ta
     if ((s = gguf_writer_set_u32(w, "general.quantization_version", 2, err)) != WS_OK ||
         (s = gguf_writer_set_u32(w, "general.file_type", target->ftype, err)) != WS_OK)
         goto fail;
-    const int n_layers = layer_count(f);
-    const bool has_output = gguf_find_tensor(f, "output.weight") != NULL;
+    const convert_model shape = model_shape(f);
     const uint64_t nt = gguf_n_tensors(f);
     if (!(order = malloc((nt ? nt : 1) * sizeof *order))) {
         s = ws_fail(err, WS_ERR_NOMEM, "out of memory for %llu tensors", (unsigned long long)nt);
@@ -173,8 +184,7 @@ static ws_status quantize_file(const char *in, const char *out, const convert_ta
     qsort(order, nt, sizeof *order, tensor_order);
     for (uint64_t i = 0; i < nt; i++) {
         const gguf_tensor *t = gguf_tensor_at(f, order[i]);
-        const ggml_type type =
-            convert_tensor_type(target, t->name, t->n_dims, t->ne, n_layers, has_output);
+        const ggml_type type = convert_tensor_type(target, &shape, t->name, t->n_dims, t->ne);
         const int64_t cols = t->ne[0], rows = (int64_t)(t->n_elems / (uint64_t)cols);
         uint64_t rb = 0;
         if ((s = ggml_row_bytes(type, cols, &rb, err)) != WS_OK) goto fail;

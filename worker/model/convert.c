@@ -7,14 +7,21 @@
 #include <strings.h>
 
 static const convert_target targets[] = {
-    {"f32", GGML_TYPE_F32, false, 0},     {"f16", GGML_TYPE_F16, false, 1},
-    {"bf16", GGML_TYPE_BF16, false, 32},  {"q8_0", GGML_TYPE_Q8_0, false, 7},
-    {"q4_0", GGML_TYPE_Q4_0, false, 2},   {"q4_1", GGML_TYPE_Q4_1, false, 3},
-    {"q5_0", GGML_TYPE_Q5_0, false, 8},   {"q5_1", GGML_TYPE_Q5_1, false, 9},
-    {"q2_k", GGML_TYPE_Q2_K, false, 10},  {"q3_k", GGML_TYPE_Q3_K, false, 11},
-    {"q4_k", GGML_TYPE_Q4_K, false, 14},  {"q5_k", GGML_TYPE_Q5_K, false, 16},
-    {"q6_k", GGML_TYPE_Q6_K, false, 18},  {"q4_k_m", GGML_TYPE_Q4_K, true, 15},
-    {"q5_k_m", GGML_TYPE_Q5_K, true, 17},
+    {"f32", GGML_TYPE_F32, CONVERT_MIX_NONE, 0},
+    {"f16", GGML_TYPE_F16, CONVERT_MIX_NONE, 1},
+    {"bf16", GGML_TYPE_BF16, CONVERT_MIX_NONE, 32},
+    {"q8_0", GGML_TYPE_Q8_0, CONVERT_MIX_NONE, 7},
+    {"q4_0", GGML_TYPE_Q4_0, CONVERT_MIX_NONE, 2},
+    {"q4_1", GGML_TYPE_Q4_1, CONVERT_MIX_NONE, 3},
+    {"q5_0", GGML_TYPE_Q5_0, CONVERT_MIX_NONE, 8},
+    {"q5_1", GGML_TYPE_Q5_1, CONVERT_MIX_NONE, 9},
+    {"q2_k", GGML_TYPE_Q2_K, CONVERT_MIX_Q2_K, 10},
+    {"q3_k_m", GGML_TYPE_Q3_K, CONVERT_MIX_Q3_K_M, 12},
+    {"q4_k", GGML_TYPE_Q4_K, CONVERT_MIX_NONE, 14},
+    {"q5_k", GGML_TYPE_Q5_K, CONVERT_MIX_NONE, 16},
+    {"q6_k", GGML_TYPE_Q6_K, CONVERT_MIX_NONE, 18},
+    {"q4_k_m", GGML_TYPE_Q4_K, CONVERT_MIX_M, 15},
+    {"q5_k_m", GGML_TYPE_Q5_K, CONVERT_MIX_M, 17},
 };
 #define N_TARGETS (sizeof targets / sizeof targets[0])
 
@@ -30,7 +37,7 @@ bool convert_target_from_name(const char *name, convert_target *out) {
 }
 
 const char *convert_target_names(void) {
-    return "f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_k q3_k q4_k q5_k q6_k q4_k_m q5_k_m";
+    return "f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_k q3_k_m q4_k q5_k q6_k q4_k_m q5_k_m";
 }
 
 /* The reference tool's rule for which layers get more bits in the _M mixes. */
@@ -38,16 +45,14 @@ static bool use_more_bits(int i, int n) {
     return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2;
 }
 
-/* Layer index of "blk.N.*", or -1. */
-static int layer_of(const char *name) {
+/* Layer index of "blk.N.KIND", or -1; *kind points at KIND. */
+static int layer_of(const char *name, const char **kind) {
     int layer = -1, end = 0;
-    if (sscanf(name, "blk.%d.%n", &layer, &end) == 1 && end > 0) return layer;
+    if (sscanf(name, "blk.%d.%n", &layer, &end) == 1 && end > 0 && layer >= 0) {
+        *kind = name + end;
+        return layer;
+    }
     return -1;
-}
-
-static bool ends_with(const char *s, const char *suffix) {
-    const size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
 static ggml_type fallback(ggml_type t, int64_t cols) {
@@ -72,8 +77,28 @@ static ggml_type fallback(ggml_type t, int64_t cols) {
     return cols % ggml_block_elems(t) == 0 ? t : GGML_TYPE_F16;
 }
 
-ggml_type convert_tensor_type(const convert_target *t, const char *name, uint32_t n_dims,
-                              const int64_t *ne, int n_layers, bool has_output) {
+/* The mix's type for one layer matrix (kind: "attn_v", "ffn_down", ...), or base. */
+static ggml_type mix_type(const convert_target *t, const convert_model *m, int layer,
+                          const char *kind, ggml_type base) {
+    const bool v = strcmp(kind, "attn_v.weight") == 0, down = strcmp(kind, "ffn_down.weight") == 0;
+    const bool out = strcmp(kind, "attn_output.weight") == 0;
+    switch (t->mix) {
+    case CONVERT_MIX_M:
+        return (v || down) && use_more_bits(layer, m->n_layers) ? GGML_TYPE_Q6_K : base;
+    case CONVERT_MIX_Q2_K:
+        if (v) return m->n_gqa >= 4 ? GGML_TYPE_Q4_K : GGML_TYPE_Q3_K;
+        return down || out ? GGML_TYPE_Q3_K : base;
+    case CONVERT_MIX_Q3_K_M:
+        if (v) return layer < 2 ? GGML_TYPE_Q5_K : GGML_TYPE_Q4_K;
+        if (down) return layer < m->n_layers / 16 ? GGML_TYPE_Q5_K : GGML_TYPE_Q4_K;
+        return out ? GGML_TYPE_Q4_K : base;
+    default:
+        return base;
+    }
+}
+
+ggml_type convert_tensor_type(const convert_target *t, const convert_model *m, const char *name,
+                              uint32_t n_dims, const int64_t *ne) {
     int wide = 0;
     for (uint32_t d = 0; d < n_dims; d++)
         if (ne[d] > 1) wide++;
@@ -81,14 +106,14 @@ ggml_type convert_tensor_type(const convert_target *t, const char *name, uint32_
     ggml_type type = t->base;
     const bool quantized = type != GGML_TYPE_F32 && type != GGML_TYPE_F16 &&
                            type != GGML_TYPE_BF16 && type != GGML_TYPE_Q8_0;
-    const int layer = layer_of(name);
+    const char *kind = NULL;
+    const int layer = layer_of(name, &kind);
     if (quantized && (strcmp(name, "output.weight") == 0 ||
-                      (!has_output && strcmp(name, "token_embd.weight") == 0)))
+                      (!m->has_output && strcmp(name, "token_embd.weight") == 0))) {
         type = GGML_TYPE_Q6_K;
-    else if (t->mix_m && layer >= 0 &&
-             (ends_with(name, ".attn_v.weight") || ends_with(name, ".ffn_down.weight")) &&
-             use_more_bits(layer, n_layers))
-        type = GGML_TYPE_Q6_K;
+    } else if (layer >= 0) {
+        type = mix_type(t, m, layer, kind, type);
+    }
     return fallback(type, ne[0]);
 }
 

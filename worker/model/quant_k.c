@@ -20,9 +20,8 @@
  *       low nibble of ql[l], low of ql[l+32], high of ql[l], high of ql[l+32], and 2-bit pairs
  *       0, 2, 4, 6 of qh[l]; q in 0..63 minus 32; x = d*scales[e/16]*q.
  *
- * Q6_K is quantized with the reference quantizer's scale search and arithmetic (identical bytes).
- * Q2_K..Q5_K use a simpler search of our own (a few candidate ranges per sub-block, least-squares
- * refit, scales requantized against the half-rounded super-scale): same layout, other bytes. */
+ * The quantizers use the reference quantizer's scale searches with its float arithmetic, so
+ * their bytes equal the reference files' (see the quantization section). */
 #include "model/quant_k.h"
 
 #include <math.h>
@@ -41,8 +40,13 @@ static inline float wr_f16(uint8_t *p, float f) {
     return quant_f16_to_f32(h);
 }
 
+/* Round to nearest, ties to even, by adding 1.5 * 2^23 (exact for |f| < 2^22): the rounding the
+ * reference quantizer uses, kept so that out-of-range values clamp the same way too. */
 static inline int nearest_int(float f) {
-    return (int)lrintf(f);
+    const float v = f + 12582912.0f;
+    int32_t i;
+    memcpy(&i, &v, 4);
+    return (i & 0x007fffff) - 0x00400000;
 }
 
 static inline int clampi(int v, int lo, int hi) {
@@ -186,170 +190,117 @@ void quant_k_dequantize_block(ggml_type t, const uint8_t *blk, float *y) {
     }
 }
 
-/* ---- scale search ---- */
+/* ---- quantization ----
+ * Every k-quant is quantized with the reference quantizer's scale searches, evaluated with the
+ * same float operations in the same order, so the bytes match the reference files. Where a
+ * sub-block's final scale is zero the levels of its own fit are kept, as there. */
 
-/* Affine fit x ~ s*q - m with q in 0..nmax, s >= 0, m >= 0 (the formats store a non-negative
- * min that is subtracted, so the range always includes 0). Tries shrunken ranges and refits
- * (s, m) by least squares on the chosen levels; keeps the lowest squared error. */
-static void fit_affine(const float *x, int n, int nmax, float *s_out, float *m_out) {
-    float lo = 0.0f, hi = 0.0f;
+/* Affine fit x ~ scale * L - min over n values with levels L in 0..nmax, min >= 0 (the range
+ * always includes 0). Starts from the full range, then tries nstep + 1 candidate inverse scales
+ * (nmax + rmin + rdelta * k) / range, refitting scale and min by weighted least squares on each
+ * candidate's levels; keeps the lowest weighted absolute (use_mad) or squared error. */
+static float fit_affine(int n, int nmax, const float *x, const float *w, uint8_t *L, float *min_out,
+                        float rmin, float rdelta, int nstep, bool use_mad) {
+    float min = x[0], max = x[0], sum_w = w[0], sum_x = sum_w * x[0];
+    for (int i = 1; i < n; i++) {
+        if (x[i] < min) min = x[i];
+        if (x[i] > max) max = x[i];
+        sum_w += w[i];
+        sum_x += w[i] * x[i];
+    }
+    if (min > 0) min = 0;
+    if (max == min) {
+        memset(L, 0, (size_t)n);
+        *min_out = -min;
+        return 0.0f;
+    }
+    float iscale = (float)nmax / (max - min), scale = 1 / iscale, best = 0;
     for (int i = 0; i < n; i++) {
-        if (x[i] < lo) lo = x[i];
-        if (x[i] > hi) hi = x[i];
+        L[i] = (uint8_t)clampi(nearest_int(iscale * (x[i] - min)), 0, nmax);
+        float diff = scale * (float)L[i] + min - x[i];
+        diff = use_mad ? fabsf(diff) : diff * diff;
+        best += w[i] * diff;
     }
-    if (hi <= lo) {
-        *s_out = 0.0f;
-        *m_out = 0.0f;
-        return;
-    }
-    float best_err = INFINITY, best_s = (hi - lo) / (float)nmax, best_m = -lo;
-    for (int step = 0; step <= 12; step++) {
-        const float f = 1.0f - 0.02f * (float)step;
-        float s = (hi - lo) * f / (float)nmax, m = -lo;
-        for (int it = 0; it < 2; it++) {
-            if (s <= 0.0f) break;
-            double sq = 0, sl = 0, sll = 0, sx = 0, slx = 0, err = 0;
-            for (int i = 0; i < n; i++) {
-                const int q = clampi(nearest_int((x[i] + m) / s), 0, nmax);
-                const float e = s * (float)q - m - x[i];
-                err += (double)e * e;
-                sq += 1;
-                sl += q;
-                sll += (double)q * q;
-                sx += x[i];
-                slx += (double)q * x[i];
-            }
-            if (err < best_err) {
-                best_err = (float)err;
-                best_s = s;
-                best_m = m;
-            }
-            /* least squares x = s*q - m over the current levels */
-            const double det = sq * sll - sl * sl;
-            if (det <= 0) break;
-            const double ns = (sq * slx - sl * sx) / det;
-            const double nm = -(sx - ns * sl) / sq;
-            if (ns <= 0 || nm < 0) break;
-            s = (float)ns;
-            m = (float)nm;
-        }
-    }
-    *s_out = best_s;
-    *m_out = best_m;
-}
-
-/* Symmetric fit x ~ s*q with q in -nlo..nlo-1 (e.g. -32..31): candidate scales from the
- * largest-magnitude element mapped to -nlo, plus nearby values; the lowest squared error wins.
- * Returns s with sign (negative when the largest element is positive). */
-static float fit_symmetric(const float *x, int n, int nlo) {
-    float amax = 0.0f, max = 0.0f;
-    for (int i = 0; i < n; i++) {
-        if (fabsf(x[i]) > amax) {
-            amax = fabsf(x[i]);
-            max = x[i];
-        }
-    }
-    if (amax == 0.0f) return 0.0f;
-    float best_s = max / (float)-nlo, best_err = INFINITY;
-    for (int step = -6; step <= 6; step++) {
-        const float s = max / ((float)-nlo + 0.1f * (float)step);
-        double err = 0;
+    uint8_t aux[32];
+    for (int is = 0; is <= nstep; is++) {
+        iscale = (rmin + rdelta * (float)is + (float)nmax) / (max - min);
+        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
         for (int i = 0; i < n; i++) {
-            const int q = clampi(nearest_int(x[i] / s), -nlo, nlo - 1);
-            const float e = s * (float)q - x[i];
-            err += (double)e * e;
+            const int l = clampi(nearest_int(iscale * (x[i] - min)), 0, nmax);
+            aux[i] = (uint8_t)l;
+            sum_l += w[i] * (float)l;
+            sum_l2 += w[i] * (float)l * (float)l;
+            sum_xl += w[i] * (float)l * x[i];
         }
-        if (err < best_err) {
-            best_err = (float)err;
-            best_s = s;
+        const float det = sum_w * sum_l2 - sum_l * sum_l;
+        if (det <= 0) continue;
+        float this_scale = (sum_w * sum_xl - sum_x * sum_l) / det;
+        float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / det;
+        if (this_min > 0) {
+            this_min = 0;
+            this_scale = sum_xl / sum_l2;
         }
-    }
-    return best_s;
-}
-
-/* Super-scale for non-negative sub-scales v[ns] in levels 0..lmax: stores it as half at p and
- * writes the integer levels. */
-static void quantize_subscales(const float *v, int ns, int lmax, uint8_t *p, int *lv) {
-    float vmax = 0.0f;
-    for (int i = 0; i < ns; i++)
-        if (v[i] > vmax) vmax = v[i];
-    const float d = wr_f16(p, vmax / (float)lmax);
-    for (int i = 0; i < ns; i++)
-        lv[i] = d > 0.0f ? clampi(nearest_int(v[i] / d), 0, lmax) : 0;
-}
-
-/* Levels for x given the final scale and min (both as the decoder computes them). */
-static inline int level_affine(float x, float s, float m, int nmax) {
-    return s > 0.0f ? clampi(nearest_int((x + m) / s), 0, nmax) : 0;
-}
-
-/* ---- quantization ---- */
-
-/* Q4_K (nbits 4) and Q5_K (nbits 5): eight 32-element sub-blocks. */
-static void quant_q45_k(const float *x, uint8_t *b, int nbits) {
-    const int nmax = (1 << nbits) - 1;
-    float s[8], m[8];
-    for (int j = 0; j < 8; j++)
-        fit_affine(x + 32 * j, 32, nmax, &s[j], &m[j]);
-    int ls[8], lm[8];
-    quantize_subscales(s, 8, 63, b, ls);
-    quantize_subscales(m, 8, 63, b + 2, lm);
-    pack_scale_min_k4(ls, lm, b + 4);
-    const float d = rd_f16(b), dmin = rd_f16(b + 2);
-    uint8_t q[QK_K];
-    for (int j = 0; j < 8; j++) {
-        const float sd = d * (float)ls[j], sm = dmin * (float)lm[j];
-        for (int l = 0; l < 32; l++)
-            q[32 * j + l] = (uint8_t)level_affine(x[32 * j + l], sd, sm, nmax);
-    }
-    uint8_t *qs = b + (nbits == 4 ? 16 : 48);
-    if (nbits == 5) memset(b + 16, 0, 32);
-    for (int g = 0; g < 4; g++) {
-        for (int l = 0; l < 32; l++) {
-            const uint8_t a = q[64 * g + l], c = q[64 * g + 32 + l];
-            qs[32 * g + l] = (uint8_t)((a & 0xf) | ((c & 0xf) << 4));
-            if (nbits == 5)
-                b[16 + l] |= (uint8_t)(((a >> 4) << (2 * g)) | ((c >> 4) << (2 * g + 1)));
+        float err = 0;
+        for (int i = 0; i < n; i++) {
+            float diff = this_scale * (float)aux[i] + this_min - x[i];
+            diff = use_mad ? fabsf(diff) : diff * diff;
+            err += w[i] * diff;
+        }
+        if (err < best) {
+            memcpy(L, aux, (size_t)n);
+            best = err;
+            scale = this_scale;
+            min = this_min;
         }
     }
+    *min_out = -min;
+    return scale;
 }
 
-/* Q6_K follows the reference quantizer's arithmetic, so its bytes match the reference files:
- * per 16 values a symmetric scale chosen among 19 candidates (the largest-magnitude value
- * mapped to -32 + 0.1k, k = -9..9) by an x^2-weighted least-squares fit; the scales quantized
- * to int8 against a super-scale that maps the largest one to -128. Float operations are kept in
- * the same order as there. */
-static float q6k_subblock_scale(const float *x) {
-    const int nmax = 32;
-    float amax = 0.0f, max = 0.0f;
-    for (int i = 0; i < 16; i++) {
+/* The value of largest magnitude, with its sign (the first on ties). */
+static float signed_absmax(const float *x, int n) {
+    float amax = 0, max = 0;
+    for (int i = 0; i < n; i++) {
         if (fabsf(x[i]) > amax) {
             amax = fabsf(x[i]);
             max = x[i];
         }
     }
-    if (amax < 1e-15f) return 0.0f;
-    float iscale = (float)-nmax / max;
-    float sumlx = 0.0f, suml2 = 0.0f;
+    return max;
+}
+
+/* Symmetric fit of 16 values for Q6_K: levels -32..31 (stored + 32), weights x^2. Candidate
+ * inverse scales map the largest-magnitude value to -(32 + 0.1k), k = -9..9; the one with the
+ * largest sumlx^2 / suml2 (least weighted squared error) wins. Returns the scale. */
+static float fit_q6(const float *x, uint8_t *L) {
+    const int nmax = 32;
+    const float max = signed_absmax(x, 16);
+    if (fabsf(max) < 1e-15f) {
+        memset(L, 0, 16);
+        return 0.0f;
+    }
+    float iscale = (float)-nmax / max, sumlx = 0, suml2 = 0;
     for (int i = 0; i < 16; i++) {
         const int l = clampi(nearest_int(iscale * x[i]), -nmax, nmax - 1);
+        L[i] = (uint8_t)(l + nmax);
         const float w = x[i] * x[i];
         sumlx += w * x[i] * (float)l;
         suml2 += w * (float)l * (float)l;
     }
-    float scale = suml2 != 0.0f ? sumlx / suml2 : 0.0f;
-    float best = scale * sumlx;
+    float scale = suml2 != 0 ? sumlx / suml2 : 0.0f, best = scale * sumlx;
     for (int is = -9; is <= 9; is++) {
         if (is == 0) continue;
         iscale = -((float)nmax + 0.1f * (float)is) / max;
-        sumlx = suml2 = 0.0f;
+        sumlx = suml2 = 0;
         for (int i = 0; i < 16; i++) {
             const int l = clampi(nearest_int(iscale * x[i]), -nmax, nmax - 1);
             const float w = x[i] * x[i];
             sumlx += w * x[i] * (float)l;
             suml2 += w * (float)l * (float)l;
         }
-        if (suml2 > 0.0f && sumlx * sumlx > best * suml2) {
+        if (suml2 > 0 && sumlx * sumlx > best * suml2) {
+            for (int i = 0; i < 16; i++)
+                L[i] = (uint8_t)(nmax + clampi(nearest_int(iscale * x[i]), -nmax, nmax - 1));
             scale = sumlx / suml2;
             best = scale * sumlx;
         }
@@ -357,36 +308,124 @@ static float q6k_subblock_scale(const float *x) {
     return scale;
 }
 
-static void quant_q6_k(const float *x, uint8_t *b) {
-    float s[16], amax = 0.0f, max = 0.0f;
-    for (int j = 0; j < 16; j++) {
-        s[j] = q6k_subblock_scale(x + 16 * j);
-        if (fabsf(s[j]) > amax) {
-            amax = fabsf(s[j]);
-            max = s[j];
+/* Symmetric fit of 16 values for Q3_K: levels -4..3 (stored + 4), weights x^2. Starts from the
+ * largest-magnitude value mapped to -4, then up to 5 passes move single levels to their
+ * least-squares optimum while that lowers the weighted error. Returns the scale. */
+static float fit_q3(const float *x, uint8_t *L) {
+    const int nmax = 4;
+    const float max = signed_absmax(x, 16);
+    if (fabsf(max) < 1e-15f) {
+        memset(L, 0, 16);
+        return 0.0f;
+    }
+    const float iscale = (float)-nmax / max;
+    int l[16];
+    float sumlx = 0, suml2 = 0;
+    for (int i = 0; i < 16; i++) {
+        l[i] = clampi(nearest_int(iscale * x[i]), -nmax, nmax - 1);
+        const float w = x[i] * x[i];
+        sumlx += w * x[i] * (float)l[i];
+        suml2 += w * (float)l[i] * (float)l[i];
+    }
+    for (int pass = 0; pass < 5; pass++) {
+        int changed = 0;
+        for (int i = 0; i < 16; i++) {
+            const float w = x[i] * x[i];
+            float slx = sumlx - w * x[i] * (float)l[i];
+            if (slx <= 0) continue;
+            float sl2 = suml2 - w * (float)l[i] * (float)l[i];
+            const int nl = clampi(nearest_int(x[i] * sl2 / slx), -nmax, nmax - 1);
+            if (nl == l[i]) continue;
+            slx += w * x[i] * (float)nl;
+            sl2 += w * (float)nl * (float)nl;
+            if (sl2 > 0 && slx * slx * suml2 > sumlx * sumlx * sl2) {
+                l[i] = nl;
+                sumlx = slx;
+                suml2 = sl2;
+                changed++;
+            }
+        }
+        if (!changed) break;
+    }
+    for (int i = 0; i < 16; i++)
+        L[i] = (uint8_t)(l[i] + nmax);
+    return sumlx / suml2;
+}
+
+/* Q4_K (nbits 4) and Q5_K (nbits 5): eight 32-element sub-blocks, weights rms(x) + |x|. */
+static void quant_q45_k(const float *x, uint8_t *b, int nbits) {
+    const int nmax = (1 << nbits) - 1;
+    uint8_t L[QK_K];
+    float scales[8], mins[8], w[32], max_scale = 0, max_min = 0;
+    for (int j = 0; j < 8; j++) {
+        const float *xs = x + 32 * j;
+        float sum_x2 = 0;
+        for (int l = 0; l < 32; l++)
+            sum_x2 += xs[l] * xs[l];
+        const float av_x = sqrtf(sum_x2 / 32);
+        for (int l = 0; l < 32; l++)
+            w[l] = av_x + fabsf(xs[l]);
+        scales[j] = nbits == 4
+                        ? fit_affine(32, nmax, xs, w, L + 32 * j, &mins[j], -1.0f, 0.1f, 20, false)
+                        : fit_affine(32, nmax, xs, w, L + 32 * j, &mins[j], -0.5f, 0.1f, 15, false);
+        if (scales[j] > max_scale) max_scale = scales[j];
+        if (mins[j] > max_min) max_min = mins[j];
+    }
+    const float inv_scale = max_scale > 0 ? 63.0f / max_scale : 0.0f;
+    const float inv_min = max_min > 0 ? 63.0f / max_min : 0.0f;
+    int ls[8], lm[8];
+    for (int j = 0; j < 8; j++) {
+        /* the reference stores these through uint8_t before clamping */
+        ls[j] = (uint8_t)nearest_int(inv_scale * scales[j]);
+        lm[j] = (uint8_t)nearest_int(inv_min * mins[j]);
+        ls[j] = ls[j] < 63 ? ls[j] : 63;
+        lm[j] = lm[j] < 63 ? lm[j] : 63;
+    }
+    pack_scale_min_k4(ls, lm, b + 4);
+    const float d = wr_f16(b, max_scale / 63.0f), dmin = wr_f16(b + 2, max_min / 63.0f);
+    for (int j = 0; j < 8; j++) {
+        const float sd = d * (float)ls[j];
+        if (sd == 0.0f) continue;
+        const float sm = dmin * (float)lm[j];
+        for (int l = 0; l < 32; l++)
+            L[32 * j + l] = (uint8_t)clampi(nearest_int((x[32 * j + l] + sm) / sd), 0, nmax);
+    }
+    uint8_t *qs = b + (nbits == 4 ? 16 : 48);
+    if (nbits == 5) memset(b + 16, 0, 32);
+    for (int g = 0; g < 4; g++) {
+        for (int l = 0; l < 32; l++) {
+            const uint8_t a = L[64 * g + l], c = L[64 * g + 32 + l];
+            qs[32 * g + l] = (uint8_t)((a & 0xf) | ((c & 0xf) << 4));
+            if (nbits == 5)
+                b[16 + l] |= (uint8_t)(((a >> 4) << (2 * g)) | ((c >> 4) << (2 * g + 1)));
         }
     }
+}
+
+static void quant_q6_k(const float *x, uint8_t *b) {
+    uint8_t L[QK_K];
+    float s[16];
+    for (int j = 0; j < 16; j++)
+        s[j] = fit_q6(x + 16 * j, L + 16 * j);
+    const float max = signed_absmax(s, 16);
     memset(b, 0, 210);
-    if (amax < 1e-15f) return;
+    if (fabsf(max) < 1e-15f) return;
     int8_t *sc = (int8_t *)(b + 192);
     const float iscale = -128.0f / max;
-    const float d = wr_f16(b + 208, 1.0f / iscale);
-    uint8_t q[QK_K];
+    const float d = wr_f16(b + 208, 1 / iscale);
     for (int j = 0; j < 16; j++) {
         const int l = nearest_int(iscale * s[j]);
         sc[j] = (int8_t)(l < 127 ? l : 127);
     }
     for (int j = 0; j < 16; j++) {
         const float sd = d * (float)sc[j];
-        for (int l = 0; l < 16; l++) {
-            /* with a zero scale every level decodes to 0; level 0 (stored 32) is written */
-            const int v = sd != 0.0f ? clampi(nearest_int(x[16 * j + l] / sd), -32, 31) : 0;
-            q[16 * j + l] = (uint8_t)(v + 32);
-        }
+        if (sd == 0.0f) continue;
+        for (int l = 0; l < 16; l++)
+            L[16 * j + l] = (uint8_t)(clampi(nearest_int(x[16 * j + l] / sd), -32, 31) + 32);
     }
     for (int h = 0; h < 2; h++) {
         uint8_t *ql = b + 64 * h, *qh = b + 128 + 32 * h;
-        const uint8_t *e = q + 128 * h;
+        const uint8_t *e = L + 128 * h;
         for (int l = 0; l < 32; l++) {
             const uint8_t q1 = e[l], q2 = e[l + 32], q3 = e[l + 64], q4 = e[l + 96];
             ql[l] = (uint8_t)((q1 & 0xf) | ((q3 & 0xf) << 4));
@@ -397,55 +436,73 @@ static void quant_q6_k(const float *x, uint8_t *b) {
 }
 
 static void quant_q3_k(const float *x, uint8_t *b) {
-    float s[16], amax = 0.0f, max = 0.0f;
-    for (int j = 0; j < 16; j++) {
-        s[j] = fit_symmetric(x + 16 * j, 16, 4);
-        if (fabsf(s[j]) > amax) {
-            amax = fabsf(s[j]);
-            max = s[j];
-        }
-    }
-    const float d = wr_f16(b + 108, max / -32.0f);
+    uint8_t L[QK_K];
+    float s[16];
+    for (int j = 0; j < 16; j++)
+        s[j] = fit_q3(x + 16 * j, L + 16 * j);
+    const float max = signed_absmax(s, 16);
     uint8_t *hmask = b, *qs = b + 32, *scales = b + 96;
-    memset(b, 0, 108);
-    for (int j = 0; j < 16; j++) {
-        const int ls = d != 0.0f ? clampi(nearest_int(s[j] / d), -32, 31) : 0;
-        const int u = ls + 32;
-        if (j < 8)
-            scales[j] |= (uint8_t)(u & 0xf);
-        else
-            scales[j - 8] |= (uint8_t)((u & 0xf) << 4);
-        scales[8 + (j & 3)] |= (uint8_t)((u >> 4) << (2 * (j >> 2)));
-        const float sd = d * (float)ls;
-        for (int l = 0; l < 16; l++) {
-            const int e = 16 * j + l;
-            const int v = sd != 0.0f ? clampi(nearest_int(x[e] / sd), -4, 3) + 4 : 4;
-            const int half = e / 128, k = (e % 128) / 32, i = e % 32;
-            qs[32 * half + i] |= (uint8_t)((v & 3) << (2 * k));
-            if (v & 4) hmask[i] |= (uint8_t)(1u << (4 * half + k));
+    memset(b, 0, 110);
+    if (max != 0.0f) {
+        const float iscale = -32.0f / max;
+        for (int j = 0; j < 16; j++) {
+            const int u = clampi((int8_t)nearest_int(iscale * s[j]), -32, 31) + 32;
+            if (j < 8)
+                scales[j] = (uint8_t)(u & 0xf);
+            else
+                scales[j - 8] |= (uint8_t)((u & 0xf) << 4);
+            scales[8 + j % 4] |= (uint8_t)((u >> 4) << (2 * (j / 4)));
         }
+        wr_f16(b + 108, 1 / iscale);
+    }
+    const float d = rd_f16(b + 108);
+    for (int j = 0; j < 16; j++) {
+        const float sd = d * (float)(q3k_scale(scales, j) - 32);
+        if (sd == 0.0f) continue;
+        for (int l = 0; l < 16; l++)
+            L[16 * j + l] = (uint8_t)(clampi(nearest_int(x[16 * j + l] / sd), -4, 3) + 4);
+    }
+    for (int e = 0; e < QK_K; e++) {
+        const int half = e / 128, k = (e % 128) / 32, i = e % 32;
+        qs[32 * half + i] |= (uint8_t)((L[e] & 3) << (2 * k));
+        if (L[e] > 3) hmask[i] |= (uint8_t)(1u << (4 * half + k));
     }
 }
 
 static void quant_q2_k(const float *x, uint8_t *b) {
-    float s[16], m[16];
-    for (int j = 0; j < 16; j++)
-        fit_affine(x + 16 * j, 16, 3, &s[j], &m[j]);
-    int ls[16], lm[16];
-    quantize_subscales(s, 16, 15, b + 80, ls);
-    quantize_subscales(m, 16, 15, b + 82, lm);
-    const float d = rd_f16(b + 80), dmin = rd_f16(b + 82);
-    uint8_t *scales = b, *qs = b + 16;
-    memset(qs, 0, 64);
+    uint8_t L[QK_K];
+    float scales[16], mins[16], w[16], max_scale = 0, max_min = 0;
     for (int j = 0; j < 16; j++) {
-        scales[j] = (uint8_t)(ls[j] | (lm[j] << 4));
-        const float sd = d * (float)ls[j], sm = dmin * (float)lm[j];
-        for (int l = 0; l < 16; l++) {
-            const int e = 16 * j + l;
-            const int v = level_affine(x[e], sd, sm, 3);
-            qs[32 * (e / 128) + e % 32] |= (uint8_t)(v << (2 * ((e % 128) / 32)));
-        }
+        for (int l = 0; l < 16; l++)
+            w[l] = fabsf(x[16 * j + l]);
+        scales[j] = fit_affine(16, 3, x + 16 * j, w, L + 16 * j, &mins[j], -0.5f, 0.1f, 15, true);
+        if (scales[j] > max_scale) max_scale = scales[j];
+        if (mins[j] > max_min) max_min = mins[j];
     }
+    uint8_t *sc = b, *qs = b + 16;
+    memset(b, 0, 84);
+    if (max_scale > 0) {
+        const float iscale = 15.0f / max_scale;
+        for (int j = 0; j < 16; j++)
+            sc[j] = (uint8_t)nearest_int(iscale * scales[j]);
+        wr_f16(b + 80, max_scale / 15.0f);
+    }
+    if (max_min > 0) {
+        const float iscale = 15.0f / max_min;
+        for (int j = 0; j < 16; j++)
+            sc[j] |= (uint8_t)(nearest_int(iscale * mins[j]) << 4);
+        wr_f16(b + 82, max_min / 15.0f);
+    }
+    const float d = rd_f16(b + 80), dmin = rd_f16(b + 82);
+    for (int j = 0; j < 16; j++) {
+        const float sd = d * (float)(sc[j] & 0xf);
+        if (sd == 0.0f) continue;
+        const float sm = dmin * (float)(sc[j] >> 4);
+        for (int l = 0; l < 16; l++)
+            L[16 * j + l] = (uint8_t)clampi(nearest_int((x[16 * j + l] + sm) / sd), 0, 3);
+    }
+    for (int e = 0; e < QK_K; e++)
+        qs[32 * (e / 128) + e % 32] |= (uint8_t)(L[e] << (2 * ((e % 128) / 32)));
 }
 
 void quant_k_quantize_block(ggml_type t, const float *x, uint8_t *blk) {

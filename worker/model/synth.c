@@ -89,8 +89,8 @@ static ws_status add_tensor(synth_ctx *c, const char *name, int64_t ne0, int64_t
                             dist_kind kind, ws_error *err) {
     const uint32_t n_dims = ne1 > 1 ? 2 : 1;
     const int64_t ne[2] = {ne0, ne1};
-    const ggml_type type =
-        convert_tensor_type(&c->p->target, name, n_dims, ne, c->p->n_layers, !c->p->tied);
+    const convert_model m = {c->p->n_layers, c->p->heads / c->p->kv_heads, !c->p->tied};
+    const ggml_type type = convert_tensor_type(&c->p->target, &m, name, n_dims, ne);
     uint64_t rb = 0;
     ws_status st = ggml_row_bytes(type, ne0, &rb, err);
     if (st != WS_OK) return st;
@@ -146,11 +146,11 @@ static ws_status check_params(const synth_params *p, ws_error *err) {
                {"--threads", p->threads, 1024}};
     for (size_t i = 0; i < sizeof pos / sizeof pos[0]; i++)
         if (pos[i].v < 1 || pos[i].v > pos[i].max)
-            return ws_fail(err, WS_ERR_INVALID_ARG, "%s %d is not in 1..%d", pos[i].name,
-                           pos[i].v, pos[i].max);
+            return ws_fail(err, WS_ERR_INVALID_ARG, "%s %d is not in 1..%d", pos[i].name, pos[i].v,
+                           pos[i].max);
     if (p->hidden % p->heads != 0)
-        return ws_fail(err, WS_ERR_INVALID_ARG, "--heads %d does not divide --hidden %d",
-                       p->heads, p->hidden);
+        return ws_fail(err, WS_ERR_INVALID_ARG, "--heads %d does not divide --hidden %d", p->heads,
+                       p->hidden);
     if ((p->hidden / p->heads) % 2 != 0)
         return ws_fail(err, WS_ERR_INVALID_ARG, "head size %d (--hidden / --heads) is odd",
                        p->hidden / p->heads);

@@ -207,8 +207,11 @@ ws_status ctl_next(controller *c, int timeout_ms, pmsg *out, ws_error *err) {
         if (reap(c))
             return ws_fail(err, WS_ERR_IO, "worker process %d exited with status %d", (int)c->pid,
                            c->exit_status);
+        if (!transport_connected(c->tp)) c->last_rx_ns = now_ns();
         int64_t silent = now_ns() - c->last_rx_ns;
         int64_t limit = (int64_t)c->opt.heartbeat_ms * c->opt.missed_heartbeats * 1000000;
+        /* Silence counts only while connected: a worker reconnecting after a controller restart
+         * is not dead (a stopped or hung one keeps its connection and is caught here). */
         if (c->n_reg && silent > limit)
             return ws_fail(err, WS_ERR_IO, "worker silent for %lld ms (%u heartbeats missed)",
                            (long long)(silent / 1000000), c->opt.missed_heartbeats);

@@ -52,11 +52,14 @@ static inline void fx_dump_log(const fx *f) {
 
 /* Starts a controller and a worker with `extra` serve arguments (NULL-terminated, may be NULL)
  * and waits for the registration. */
-static inline void fx_start(fx *f, const char *const *extra) {
+static inline void fx_start_url(fx *f, const char *url, const char *const *extra) {
     memset(f, 0, sizeof *f);
     snprintf(f->dir, sizeof f->dir, "/tmp/orcd-it-XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(f->dir));
-    snprintf(f->url, sizeof f->url, "ipc://%s/ctl.ipc", f->dir);
+    if (url)
+        snprintf(f->url, sizeof f->url, "%s", url);
+    else
+        snprintf(f->url, sizeof f->url, "ipc://%s/ctl.ipc", f->dir);
     snprintf(f->log, sizeof f->log, "%s/worker.log", f->dir);
     snprintf(f->model, sizeof f->model, "%s/" FX_MODEL, f->dir);
     ck_assert_int_eq(fx_copy(WORKER_TEST_DATA "/fixtures/" FX_MODEL, f->model, (size_t)-1), 0);
@@ -84,6 +87,10 @@ static inline void fx_start(fx *f, const char *const *extra) {
     ws_status st = ctl_wait_registration(f->c, 20000, &err);
     if (st != WS_OK) fx_dump_log(f);
     ck_assert_msg(st == WS_OK, "registration: %s", err.msg);
+}
+
+static inline void fx_start(fx *f, const char *const *extra) {
+    fx_start_url(f, NULL, extra);
 }
 
 static inline void fx_load(fx *f, const char *name) {

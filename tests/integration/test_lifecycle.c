@@ -276,6 +276,71 @@ START_TEST(environment_twins) {
 }
 END_TEST
 
+START_TEST(silent_worker_is_declared_dead) {
+    fx f;
+    fx_start(&f, (const char *const[]){"--worker-id", "w-stop", NULL});
+    ws_error err = {{0}};
+    /* A stopped process sends no heartbeats: after 10 missed intervals of 200 ms it is dead. */
+    ck_assert_int_eq(ctl_signal_worker(f.c, SIGSTOP, &err), WS_OK);
+    pmsg m;
+    ck_assert_int_eq(ctl_next(f.c, 10000, &m, &err), WS_ERR_IO);
+    ck_assert_msg(strstr(err.msg, "heartbeats missed") != NULL, "%s", err.msg);
+    ck_assert_msg(ctl_restart_worker(f.c, 20000, &err) == WS_OK, "%s", err.msg);
+    fx_load(&f, FX_MODEL);
+    fx_stop(&f);
+}
+END_TEST
+
+START_TEST(tcp_transport) {
+    fx f;
+    char url[64];
+    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", 20000 + (int)(getpid() % 20000));
+    fx_start_url(&f, url, (const char *const[]){"--worker-id", "w-tcp", NULL});
+    fx_load(&f, FX_MODEL);
+    pinfer in = fx_ids_request(IDS, 7, 8);
+    pstream_end end;
+    ws_error err = {{0}};
+    char field[PROTO_MAX_FIELD];
+    ck_assert_int_eq(ctl_infer(f.c, &in, 30000, NULL, NULL, &end, field, &err), WS_OK);
+    ck_assert_uint_eq(end.generated_tokens, 8);
+    fx_stop(&f);
+}
+END_TEST
+
+START_TEST(drain_and_shutdown_commands) {
+    fx f;
+    fx_start(&f, (const char *const[]){"--worker-id", "w-drain", NULL});
+    fx_load(&f, FX_MODEL);
+    ws_error err = {{0}};
+    ck_assert_int_eq(ctl_drain(f.c, 10000, &err), WS_OK);
+    int status = -1;
+    ck_assert_int_eq(ctl_wait_worker(f.c, 20000, &status, &err), WS_OK);
+    ck_assert_int_eq(status, 0);
+    ck_assert_msg(ctl_restart_worker(f.c, 20000, &err) == WS_OK, "%s", err.msg);
+    fx_load(&f, FX_MODEL);
+    /* Shutdown cancels what runs: the stream ends CANCELLED, then the process exits 0. */
+    pmsg m;
+    pmsg_init(&m, PMSG_INFER, 0);
+    m.u.infer = fx_ids_request(IDS, 7, 4000);
+    uint64_t id = ctl_send(f.c, &m, &err);
+    pmsg_init(&m, PMSG_SHUTDOWN, 0);
+    ck_assert_uint_ne(ctl_send(f.c, &m, &err), 0);
+    bool ended = false;
+    while (!ended) {
+        pmsg r;
+        ck_assert_msg(ctl_next(f.c, 20000, &r, &err) == WS_OK, "%s", err.msg);
+        if (r.request_id == id && r.kind == PMSG_STREAM_END) {
+            ended = true;
+            ck_assert_int_eq(r.u.end.finish, GENERATE_FINISH_CANCELLED);
+        }
+        pmsg_free(&r);
+    }
+    ck_assert_int_eq(ctl_wait_worker(f.c, 20000, &status, &err), WS_OK);
+    ck_assert_int_eq(status, 0);
+    fx_stop(&f);
+}
+END_TEST
+
 START_TEST(cuda_without_device_is_refused) {
     /* Asking for CUDA where there is none must fail loudly, never fall back to the CPU. */
     if (access("/dev/nvidia0", F_OK) == 0) return;
@@ -298,6 +363,9 @@ Suite *lifecycle_suite(void) {
     tcase_add_test(tc, killed_worker_is_restarted);
     tcase_add_test(tc, sigterm_drains_in_flight);
     tcase_add_test(tc, environment_twins);
+    tcase_add_test(tc, silent_worker_is_declared_dead);
+    tcase_add_test(tc, tcp_transport);
+    tcase_add_test(tc, drain_and_shutdown_commands);
     tcase_add_test(tc, cuda_without_device_is_refused);
     suite_add_tcase(s, tc);
     return s;

@@ -101,13 +101,12 @@ START_TEST(greedy_stream_matches_golden) {
 }
 END_TEST
 
-/* Runs `worker-orcd run` and returns its stdout (malloc'd). */
-static char *run_cli(const char *model, const char *prompt, int max_tokens) {
+/* Runs `worker-orcd run` with how ("-p" or "--chat") and returns its stdout (malloc'd). */
+static char *run_cli(const char *model, const char *how, const char *text, int max_tokens) {
     char cmd[1024];
     snprintf(cmd, sizeof cmd,
-             "'%s' run --model '%s' --backend cpu --threads 1 --prompt '%s' --max-tokens %d "
-             "--temperature 0 2>/dev/null",
-             FX_WORKER, model, prompt, max_tokens);
+             "'%s' run -m '%s' --backend cpu --threads 1 %s '%s' -n %d --temp 0 2>/dev/null",
+             FX_WORKER, model, how, text, max_tokens);
     FILE *p = popen(cmd, "r");
     ck_assert_ptr_nonnull(p);
     char *out = calloc(1, 65536);
@@ -135,10 +134,23 @@ START_TEST(stream_equals_run_command) {
     char field[PROTO_MAX_FIELD];
     ck_assert_int_eq(ctl_infer(f.c, &in, 30000, fx_collect, &s, &end, field, &err), WS_OK);
     s.text[s.n_text] = 0;
-    char *cli = run_cli(f.model, prompt, 24);
-    /* `run` prints the generated text (after the prompt when it echoes it) and a newline. */
-    ck_assert_msg(strstr(cli, s.text) != NULL, "stream '%s' not in run output '%s'", s.text, cli);
+    ck_assert_uint_eq(end.generated_tokens, 24);
     ck_assert_uint_gt(s.n_text, 0);
+    /* `run` prints exactly the generated text on stdout. */
+    char *cli = run_cli(f.model, "-p", prompt, 24);
+    ck_assert_str_eq(cli, s.text);
+    free(cli);
+    /* The same for one chat message. */
+    chat_message msgs[] = {{"user", "Name three colours."}};
+    in.prompt = NULL;
+    in.messages = msgs;
+    in.n_messages = 1;
+    in.max_tokens = 20;
+    fx_stream_init(&s);
+    ck_assert_int_eq(ctl_infer(f.c, &in, 30000, fx_collect, &s, &end, field, &err), WS_OK);
+    s.text[s.n_text] = 0;
+    cli = run_cli(f.model, "--chat", msgs[0].content, 20);
+    ck_assert_str_eq(cli, s.text);
     free(cli);
     fx_stop(&f);
 }
@@ -167,6 +179,7 @@ START_TEST(chat_equals_chatml_text) {
      * system prompt, newline after "assistant"); its special tokens are parsed. */
     in.messages = NULL;
     in.n_messages = 0;
+    in.parse_special = true;
     in.prompt = "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful "
                 "assistant.<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n";
     ck_assert_int_eq(ctl_infer(f.c, &in, 30000, fx_collect, &b, &eb, field, &err), WS_OK);

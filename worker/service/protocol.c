@@ -285,6 +285,7 @@ static ws_status infer_from(dctx *c, pinfer *d, const Orcd__Infer *in) {
     }
     d->ignore_eos = in->has_ignore_eos && in->ignore_eos;
     d->show_special = in->has_show_special && in->show_special;
+    d->parse_special = in->has_parse_special && in->parse_special;
     return WS_OK;
 }
 

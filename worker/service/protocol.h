@@ -112,6 +112,7 @@ typedef struct {
     uint32_t timeout_ms;    /* 0 = no deadline */
     const char *session_id; /* NULL or non-empty */
     bool ignore_eos, show_special;
+    bool parse_special; /* prompt: added-token texts become their ids */
 } pinfer;
 
 typedef struct {

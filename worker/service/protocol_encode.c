@@ -147,6 +147,7 @@ static ws_status infer_to(infer_parts *p, const pinfer *s, ws_error *err) {
     if (s->session_id) SET(p->in, session_id, bin(s->session_id, strlen(s->session_id)));
     if (s->ignore_eos) SET(p->in, ignore_eos, 1);
     if (s->show_special) SET(p->in, show_special, 1);
+    if (s->parse_special) SET(p->in, parse_special, 1);
     return WS_OK;
 }
 

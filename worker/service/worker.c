@@ -272,6 +272,9 @@ static void worker_stop(worker *w) {
     w->lm = NULL;
     pthread_mutex_unlock(&w->mu);
     loaded_model_free(w, lm);
+    /* nng_close discards messages still queued on the socket and nng 1.5 has no linger: give
+     * the pipe a moment to deliver the last stream ends and acks. */
+    if (w->tp && transport_connected(w->tp)) usleep(200000);
     transport_close(w->tp);
     pthread_mutex_destroy(&w->mu);
 }

@@ -145,7 +145,8 @@ static ws_status tokenize_request(const loaded_model *lm, const pinfer *in, infe
     size_t n = 0;
     if (in->prompt) {
         *field = "infer.prompt";
-        st = tokenizer_encode(lm->tok, in->prompt, strlen(in->prompt), true, &r->tokens, &n, err);
+        st = tokenizer_encode(lm->tok, in->prompt, strlen(in->prompt), in->parse_special,
+                              &r->tokens, &n, err);
     } else if (in->n_messages) {
         *field = "infer.messages";
         if (!lm->chat_ok)
@@ -288,8 +289,6 @@ static void send_end(worker *w, infer_req *r, generate_finish finish, const gene
     e->queue_ms = (double)((r->started_ns ? r->started_ns : now) - r->received_ns) / 1e6;
     e->decode_tps = gs ? gs->decode_tps : 0;
     e->total_ms = (double)(now - r->received_ns) / 1e6;
-    atomic_fetch_sub(&w->in_flight, 1);
-    worker_send(w, &m);
     pthread_mutex_lock(&w->mu);
     if (finish == GENERATE_FINISH_CANCELLED)
         w->cnt.cancelled++;
@@ -303,6 +302,8 @@ static void send_end(worker *w, infer_req *r, generate_finish finish, const gene
         if (gs->decode_tps > 0) w->last_tps = gs->decode_tps;
     }
     pthread_mutex_unlock(&w->mu);
+    atomic_fetch_sub(&w->in_flight, 1);
+    worker_send(w, &m);
     log_event(LOG_INFO, r->job.request_id, "infer.end",
               "finish=%s prompt=%u generated=%u "
               "cached=%u ttft_ms=%.1f tps=%.1f",

@@ -20,6 +20,8 @@
 #include "base/parallel.h"
 
 #define CPU_CHUNK 64 /* tokens per forward pass: bounds scratch, amortises each weight row */
+/* Multiply-adds below which a thread's slice is not worth a wake-up (tens of microseconds). */
+#define CPU_SLICE_MIN_WORK 65536
 
 typedef struct {
     engine base;
@@ -116,7 +118,8 @@ static void matmul_rows(void *ctx, int64_t r0, int64_t r1, int thread) {
 static void matmul(cpu_engine *e, float *y, const model_tensor *w, const model_tensor *bias,
                    const float *x, uint32_t n) {
     matmul_job j = {e, w, bias ? (const float *)bias->data : NULL, x, y, n};
-    parallel_for(e->pool, w->ne[1], 8, matmul_rows, &j);
+    int64_t per_row = w->ne[0] * (int64_t)n;
+    parallel_for(e->pool, w->ne[1], (CPU_SLICE_MIN_WORK + per_row - 1) / per_row, matmul_rows, &j);
 }
 
 /* Rotary angles per token: theta_i = pos * base^(-2i / head_dim), i < head_dim / 2. The angle is
@@ -262,7 +265,9 @@ static void forward(cpu_engine *e, const batch *b, uint32_t first_logit, float *
         DUMP(L, "k_rope", e->k, e->kv_dim);
         store_kv(e, b, il);
         attention_job aj = {e, b, il};
-        parallel_for(e->pool, (int64_t)n * c->n_head, 1, attention_rows, &aj);
+        int64_t per_pair = 2 * (int64_t)c->head_dim * (b->pos[n - 1] + 1);
+        parallel_for(e->pool, (int64_t)n * c->n_head,
+                     (CPU_SLICE_MIN_WORK + per_pair - 1) / per_pair, attention_rows, &aj);
         DUMP(L, "attn", e->att, e->q_dim);
         matmul(e, e->xb, &l->wo, NULL, e->att, n);
         DUMP(L, "attn_out", e->xb, d);

@@ -82,7 +82,7 @@ static inline int q3k_scale(const uint8_t *sc, int s) {
 
 /* ---- dequantization ---- */
 
-static void deq_q2_k(const uint8_t *b, float *y) {
+static void deq_q2_k(const uint8_t *restrict b, float *restrict y) {
     const uint8_t *scales = b, *qs = b + 16;
     const float d = rd_f16(b + 80), dmin = rd_f16(b + 82);
     for (int e0 = 0; e0 < QK_K; e0 += 16) {
@@ -95,7 +95,7 @@ static void deq_q2_k(const uint8_t *b, float *y) {
     }
 }
 
-static void deq_q3_k(const uint8_t *b, float *y) {
+static void deq_q3_k(const uint8_t *restrict b, float *restrict y) {
     const uint8_t *hmask = b, *qs = b + 32, *scales = b + 96;
     const float d = rd_f16(b + 108);
     for (int e0 = 0; e0 < QK_K; e0 += 16) {
@@ -110,7 +110,7 @@ static void deq_q3_k(const uint8_t *b, float *y) {
     }
 }
 
-static void deq_q4_k(const uint8_t *b, float *y) {
+static void deq_q4_k(const uint8_t *restrict b, float *restrict y) {
     const float d = rd_f16(b), dmin = rd_f16(b + 2);
     const uint8_t *scales = b + 4, *qs = b + 16;
     for (int g = 0; g < 4; g++) {
@@ -128,7 +128,7 @@ static void deq_q4_k(const uint8_t *b, float *y) {
     }
 }
 
-static void deq_q5_k(const uint8_t *b, float *y) {
+static void deq_q5_k(const uint8_t *restrict b, float *restrict y) {
     const float d = rd_f16(b), dmin = rd_f16(b + 2);
     const uint8_t *scales = b + 4, *qh = b + 16, *qs = b + 48;
     for (int g = 0; g < 4; g++) {
@@ -147,23 +147,25 @@ static void deq_q5_k(const uint8_t *b, float *y) {
     }
 }
 
-static void deq_q6_k(const uint8_t *b, float *y) {
+static void deq_q6_k(const uint8_t *restrict b, float *restrict y) {
     const float d = rd_f16(b + 208);
     const int8_t *sc = (const int8_t *)(b + 192);
+    /* output quarter k (32 values) of half h: low (k even) or high (k odd) nibbles of
+     * ql[32*(k&1)..], 2-bit pair k of qh; one scale per 16 values */
     for (int h = 0; h < 2; h++) {
         const uint8_t *ql = b + 64 * h, *qh = b + 128 + 32 * h;
-        const int8_t *s = sc + 8 * h;
-        float *o = y + 128 * h;
-        for (int l = 0; l < 32; l++) {
-            const int is = l / 16;
-            const int q1 = ((ql[l] & 0xf) | (((qh[l] >> 0) & 3) << 4)) - 32;
-            const int q2 = ((ql[l + 32] & 0xf) | (((qh[l] >> 2) & 3) << 4)) - 32;
-            const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
-            const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
-            o[l] = d * (float)s[is + 0] * (float)q1;
-            o[l + 32] = d * (float)s[is + 2] * (float)q2;
-            o[l + 64] = d * (float)s[is + 4] * (float)q3;
-            o[l + 96] = d * (float)s[is + 6] * (float)q4;
+        for (int k = 0; k < 4; k++) {
+            const uint8_t *lo = ql + 32 * (k & 1);
+            const int nshift = 4 * (k >> 1), hshift = 2 * k;
+            for (int g = 0; g < 2; g++) {
+                const float ds = d * (float)sc[8 * h + 2 * k + g];
+                float *o = y + 128 * h + 32 * k + 16 * g;
+                for (int l = 0; l < 16; l++) {
+                    const int i = 16 * g + l;
+                    const int q = (((lo[i] >> nshift) & 0xf) | (((qh[i] >> hshift) & 3) << 4)) - 32;
+                    o[l] = ds * (float)q;
+                }
+            }
         }
     }
 }

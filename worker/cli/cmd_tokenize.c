@@ -7,8 +7,8 @@
  * spaces, one line per input. --split cuts the input at every line equal to MARKER (the newline
  * before the marker line belongs to the separator) and prints one line per piece. --chat renders
  * stdin as the user turn of a ChatML conversation with the generation prompt. --bench encodes the
- * input once untimed, then N times, and prints the tokenizer's load time and the encode throughput
- * instead of ids. */
+ * input (each piece, with --split) once untimed, then N times, and prints the tokenizer's load time
+ * and the encode throughput instead of ids. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,63 +72,67 @@ static char *read_stdin(size_t *len) {
     return buf;
 }
 
-static int print_ids(const tokenizer *t, const char *s, size_t len, bool special) {
+/* Encodes one piece: prints its ids, or (bench) only counts them. */
+typedef struct {
+    const tokenizer *t;
+    bool special, print;
+    size_t n_ids;
+} piece_ctx;
+
+static int encode_piece(piece_ctx *c, const char *s, size_t len) {
     int32_t *ids;
     size_t n;
     ws_error err = {{0}};
-    if (tokenizer_encode(t, s, len, special, &ids, &n, &err) != WS_OK) {
+    if (tokenizer_encode(c->t, s, len, c->special, &ids, &n, &err) != WS_OK) {
         fprintf(stderr, "worker-orcd tokenize: %s\n", err.msg);
         return 1;
     }
-    for (size_t i = 0; i < n; i++)
-        printf(i ? " %d" : "%d", ids[i]);
-    printf("\n");
+    if (c->print) {
+        for (size_t i = 0; i < n; i++)
+            printf(i ? " %d" : "%d", ids[i]);
+        printf("\n");
+    }
+    c->n_ids += n;
     free(ids);
     return 0;
 }
 
-/* Calls print_ids on each piece of the input between lines equal to marker. */
-static int print_split(const tokenizer *t, const char *s, size_t len, const char *marker,
-                       bool special) {
+/* Encodes the whole input, or with a marker each piece between lines equal to it (the newline
+ * before a marker line belongs to the separator; text after the last marker is a last piece). */
+static int encode_input(piece_ctx *c, const char *s, size_t len, const char *marker) {
+    if (!marker) return encode_piece(c, s, len);
     size_t mlen = strlen(marker), start = 0, ls = 0;
     int rc = 0;
     while (ls < len && rc == 0) {
         const char *nl = memchr(s + ls, '\n', len - ls);
         size_t le = nl ? (size_t)(nl - s) : len;
         if (le - ls == mlen && memcmp(s + ls, marker, mlen) == 0) {
-            rc = print_ids(t, s + start, ls > start ? ls - 1 - start : 0, special);
+            rc = encode_piece(c, s + start, ls > start ? ls - 1 - start : 0);
             start = le + 1;
         }
         ls = le + 1;
     }
-    if (rc == 0 && start < len) rc = print_ids(t, s + start, len - start, special);
+    if (rc == 0 && start < len) rc = encode_piece(c, s + start, len - start);
     return rc;
 }
 
 static int run_bench(const tokenizer *t, const char *s, size_t len, const tok_opts *o,
                      double load_s, double load_cpu_s) {
-    ws_error err = {{0}};
-    size_t n_ids = 0;
+    piece_ctx c = {t, o->special, false, 0};
     double t0 = 0, c0 = 0;
     for (long r = -1; r < o->bench; r++) { /* round -1 is an untimed warm-up */
         if (r == 0) {
             t0 = now_s();
             c0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
         }
-        int32_t *ids;
-        size_t n;
-        if (tokenizer_encode(t, s, len, o->special, &ids, &n, &err) != WS_OK) {
-            fprintf(stderr, "worker-orcd tokenize: %s\n", err.msg);
-            return 1;
-        }
-        n_ids = n;
-        free(ids);
+        c.n_ids = 0;
+        if (encode_input(&c, s, len, o->split)) return 1;
     }
     double dt = now_s() - t0, dc = clock_s(CLOCK_PROCESS_CPUTIME_ID) - c0;
     double mb = (double)len * (double)o->bench / 1e6;
     printf("load_ms %.1f\nload_cpu_ms %.1f\nbytes %zu\nids %zu\nrepeats %ld\nseconds %.4f\n"
            "cpu_seconds %.4f\nMB_per_s %.2f\nMB_per_cpu_s %.2f\n",
-           1e3 * load_s, 1e3 * load_cpu_s, len, n_ids, o->bench, dt, dc, mb / dt, mb / dc);
+           1e3 * load_s, 1e3 * load_cpu_s, len, c.n_ids, o->bench, dt, dc, mb / dt, mb / dc);
     return 0;
 }
 
@@ -197,7 +201,8 @@ static int print_chat(const gguf_file *f, const tokenizer *t, const char *text, 
         fprintf(stderr, "worker-orcd tokenize: %s\n", err.msg);
         return 1;
     }
-    int rc = print_ids(t, prompt, strlen(prompt), true);
+    piece_ctx c = {t, true, true, 0};
+    int rc = encode_piece(&c, prompt, strlen(prompt));
     free(prompt);
     return rc;
 }
@@ -232,10 +237,10 @@ int cmd_tokenize(int argc, char **argv) {
         rc = print_chat(f, t, text, len, o.system);
     else if (o.bench)
         rc = run_bench(t, text, len, &o, load_s, load_cpu_s);
-    else if (o.split)
-        rc = print_split(t, text, len, o.split, o.special);
-    else
-        rc = print_ids(t, text, len, o.special);
+    else {
+        piece_ctx c = {t, o.special, true, 0};
+        rc = encode_input(&c, text, len, o.split);
+    }
 done:
     free(text);
     tokenizer_free(t);

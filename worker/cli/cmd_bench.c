@@ -140,70 +140,171 @@ static ws_status run_tg(picker *pk, const int32_t *toks, uint32_t n_gen, double 
     return st;
 }
 
-int cmd_bench(int argc, char **argv) {
-    const char *model_path = NULL, *backend_name = "cpu";
-    long n_prompt = 512, n_gen = 128, reps = 5, threads = 0;
-    bool json = false;
+typedef struct {
+    const char *model_path, *backend_name;
+    long n_prompt, n_gen, reps, threads;
+    bool json;
+    engine_backend backend;
+} bench_args;
+
+typedef struct {
+    double load_ms;
+    stat pp, tg, ttft; /* t/s, t/s, ms */
+    engine_memory mem;
+    char device[256];
+    const char *token_choice;
+    int threads;
+    uint32_t n_ctx;
+} bench_report;
+
+/* Returns -1 when the arguments are good, else the exit status. */
+static int parse_args(int argc, char **argv, bench_args *a) {
+    *a = (bench_args){.backend_name = "cpu", .n_prompt = 512, .n_gen = 128, .reps = 5};
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+        const char *o = argv[i];
+        if (strcmp(o, "-h") == 0 || strcmp(o, "--help") == 0) {
             usage(stdout);
             return 0;
         }
-        if (strcmp(a, "--json") == 0) {
-            json = true;
+        if (strcmp(o, "--json") == 0) {
+            a->json = true;
             continue;
         }
         if (i + 1 >= argc) {
-            fprintf(stderr, "worker-orcd bench: '%s' needs a value or is unknown\n", a);
+            fprintf(stderr, "worker-orcd bench: '%s' needs a value or is unknown\n", o);
             usage(stderr);
             return 2;
         }
         const char *v = argv[++i];
         bool ok = true;
-        if (strcmp(a, "-m") == 0 || strcmp(a, "--model") == 0)
-            model_path = v;
-        else if (strcmp(a, "--backend") == 0)
-            backend_name = v;
-        else if (strcmp(a, "-p") == 0)
-            ok = parse_long(v, 0, 1 << 20, &n_prompt);
-        else if (strcmp(a, "-n") == 0)
-            ok = parse_long(v, 0, 1 << 20, &n_gen);
-        else if (strcmp(a, "-r") == 0)
-            ok = parse_long(v, 1, MAX_REPS, &reps);
-        else if (strcmp(a, "--threads") == 0)
-            ok = parse_long(v, 1, 4096, &threads);
+        if (strcmp(o, "-m") == 0 || strcmp(o, "--model") == 0)
+            a->model_path = v;
+        else if (strcmp(o, "--backend") == 0)
+            a->backend_name = v;
+        else if (strcmp(o, "-p") == 0)
+            ok = parse_long(v, 0, 1 << 20, &a->n_prompt);
+        else if (strcmp(o, "-n") == 0)
+            ok = parse_long(v, 0, 1 << 20, &a->n_gen);
+        else if (strcmp(o, "-r") == 0)
+            ok = parse_long(v, 1, MAX_REPS, &a->reps);
+        else if (strcmp(o, "--threads") == 0)
+            ok = parse_long(v, 1, 4096, &a->threads);
         else {
-            fprintf(stderr, "worker-orcd bench: unknown option '%s'\n", a);
+            fprintf(stderr, "worker-orcd bench: unknown option '%s'\n", o);
             usage(stderr);
             return 2;
         }
         if (!ok) {
-            fprintf(stderr, "worker-orcd bench: %s '%s' is out of range\n", a, v);
+            fprintf(stderr, "worker-orcd bench: %s '%s' is out of range\n", o, v);
             return 2;
         }
     }
-    if (!model_path) {
+    if (!a->model_path) {
         fprintf(stderr, "worker-orcd bench: -m FILE is required\n");
         usage(stderr);
         return 2;
     }
-    if (n_prompt == 0 && n_gen == 0) {
+    if (a->n_prompt == 0 && a->n_gen == 0) {
         fprintf(stderr, "worker-orcd bench: -p and -n are both 0: nothing to measure\n");
         return 2;
     }
-    engine_backend backend;
-    if (!engine_backend_from_name(backend_name, &backend)) {
-        fprintf(stderr, "worker-orcd bench: --backend '%s' is not cpu or cuda\n", backend_name);
+    if (!engine_backend_from_name(a->backend_name, &a->backend)) {
+        fprintf(stderr, "worker-orcd bench: --backend '%s' is not cpu or cuda\n", a->backend_name);
         return 2;
     }
-    if (!engine_backend_available(backend)) {
+    if (!engine_backend_available(a->backend)) {
         fprintf(stderr,
                 "worker-orcd bench: backend '%s' is not available (not built into this binary "
                 "or no device present)\n",
-                backend_name);
+                a->backend_name);
         return 1;
     }
+    return -1;
+}
+
+static void print_json(const bench_args *a, const bench_report *r, const qwen2_model *m) {
+    const engine_memory *mem = &r->mem;
+    printf("{\"model\": ");
+    json_str(stdout, a->model_path);
+    printf(", \"backend\": \"%s\", \"device\": ", a->backend_name);
+    json_str(stdout, r->device);
+    printf(", \"device_uuid\": ");
+    json_str(stdout, mem->device_uuid);
+    printf(", \"threads\": %d, \"n_params\": %llu, \"token_choice\": \"%s\",\n", r->threads,
+           (unsigned long long)model_n_params(m), r->token_choice);
+    printf(" \"load_ms\": %.3f, \"memory\": {\"weights\": %llu, \"kv_cache\": %llu, "
+           "\"scratch\": %llu, \"device_total\": %llu, \"device_free\": %llu},\n",
+           r->load_ms, (unsigned long long)mem->weights, (unsigned long long)mem->kv_cache,
+           (unsigned long long)mem->scratch, (unsigned long long)mem->device_total,
+           (unsigned long long)mem->device_free);
+    printf(" \"reps\": %ld, \"tests\": [", a->reps);
+    const char *sep = "";
+    if (a->n_prompt > 0) {
+        printf("{\"name\": \"pp%ld\", \"n_prompt\": %ld, \"n_gen\": 0, \"avg_ts\": %.3f, "
+               "\"stddev_ts\": %.3f, \"ttft_ms\": %.3f, \"ttft_stddev_ms\": %.3f}",
+               a->n_prompt, a->n_prompt, r->pp.mean, r->pp.sd, r->ttft.mean, r->ttft.sd);
+        sep = ", ";
+    }
+    if (a->n_gen > 0)
+        printf("%s{\"name\": \"tg%ld\", \"n_prompt\": 0, \"n_gen\": %ld, \"avg_ts\": %.3f, "
+               "\"stddev_ts\": %.3f}",
+               sep, a->n_gen, a->n_gen, r->tg.mean, r->tg.sd);
+    printf("]}\n");
+}
+
+static void print_text(const bench_args *a, const bench_report *r, const qwen2_model *m) {
+    const double MiB = 1024.0 * 1024.0;
+    const engine_memory *mem = &r->mem;
+    printf("model:   %s (%u layers, %u hidden, %u vocab, %.1f M params)\n", a->model_path,
+           m->cfg.n_layer, m->cfg.n_embd, m->cfg.n_vocab, model_n_params(m) / 1e6);
+    printf("device:  %s, backend %s, tokens chosen by %s\n", r->device, a->backend_name,
+           r->token_choice);
+    printf("load:    %.1f ms (file open + engine open)\n", r->load_ms);
+    printf("memory:  weights %.1f MiB, KV cache %.2f MiB (%u positions), scratch %.2f MiB",
+           mem->weights / MiB, mem->kv_cache / MiB, r->n_ctx, mem->scratch / MiB);
+    if (mem->device_total)
+        printf(", device %.0f MiB total, %.0f MiB free", mem->device_total / MiB,
+               mem->device_free / MiB);
+    printf("\n\n| test | t/s | reps |\n|---|---|---|\n");
+    if (a->n_prompt > 0)
+        printf("| pp%ld | %.2f ± %.2f | %ld |\n", a->n_prompt, r->pp.mean, r->pp.sd, a->reps);
+    if (a->n_gen > 0)
+        printf("| tg%ld | %.2f ± %.2f | %ld |\n", a->n_gen, r->tg.mean, r->tg.sd, a->reps);
+    if (a->n_prompt > 0)
+        printf("\ntime to first token (pp%ld + first token): %.2f ± %.2f ms\n", a->n_prompt,
+               r->ttft.mean, r->ttft.sd);
+}
+
+/* The warm-up (untimed) and the timed repetitions. */
+static ws_status measure(picker *pk, const int32_t *toks, const bench_args *a, bench_report *r,
+                         ws_error *err) {
+    static double pp_ts[MAX_REPS], ttft_ms[MAX_REPS], tg_ts[MAX_REPS];
+    double pp_s, ttft_s, tg_s;
+    ws_status st = WS_OK;
+    if (a->n_prompt > 0) st = run_pp(pk, toks, (uint32_t)a->n_prompt, &pp_s, &ttft_s, err);
+    if (st == WS_OK && a->n_gen > 0) st = run_tg(pk, toks, 1, &tg_s, err);
+    for (long i = 0; i < a->reps && st == WS_OK; i++) {
+        pp_ts[i] = ttft_ms[i] = tg_ts[i] = 0;
+        if (a->n_prompt > 0) {
+            st = run_pp(pk, toks, (uint32_t)a->n_prompt, &pp_s, &ttft_s, err);
+            pp_ts[i] = a->n_prompt / pp_s;
+            ttft_ms[i] = ttft_s * 1e3;
+        }
+        if (st == WS_OK && a->n_gen > 0) {
+            st = run_tg(pk, toks, (uint32_t)a->n_gen, &tg_s, err);
+            tg_ts[i] = a->n_gen / tg_s;
+        }
+    }
+    r->pp = stats(pp_ts, (int)a->reps);
+    r->tg = stats(tg_ts, (int)a->reps);
+    r->ttft = stats(ttft_ms, (int)a->reps);
+    return st;
+}
+
+int cmd_bench(int argc, char **argv) {
+    bench_args a;
+    int arc = parse_args(argc, argv, &a);
+    if (arc >= 0) return arc;
 
     int rc = 1;
     ws_error err = {{0}};
@@ -211,33 +312,34 @@ int cmd_bench(int argc, char **argv) {
     engine *e = NULL;
     picker pk = {0};
     int32_t *toks = NULL;
-    double pp_ts[MAX_REPS], ttft_ms[MAX_REPS], tg_ts[MAX_REPS];
+    bench_report r = {0};
 
-    uint32_t n_ctx = (uint32_t)(n_prompt > n_gen ? n_prompt : n_gen);
+    r.n_ctx = (uint32_t)(a.n_prompt > a.n_gen ? a.n_prompt : a.n_gen);
     double t0 = now_s();
-    if (model_open(model_path, &m, &err) != WS_OK) goto fail;
-    if (n_ctx > m->cfg.n_ctx_train) {
+    if (model_open(a.model_path, &m, &err) != WS_OK) goto fail;
+    if (r.n_ctx > m->cfg.n_ctx_train) {
         fprintf(stderr, "worker-orcd bench: %u positions exceed the model's context length %u\n",
-                n_ctx, m->cfg.n_ctx_train);
+                r.n_ctx, m->cfg.n_ctx_train);
         goto done;
     }
-    engine_options opt = {.n_threads = (int)threads, .max_seqs = 1, .max_ctx = n_ctx};
-    if (engine_open(backend, m, &opt, &e, &err) != WS_OK) goto fail;
-    double load_ms = (now_s() - t0) * 1e3;
+    engine_options opt = {.n_threads = (int)a.threads, .max_seqs = 1, .max_ctx = r.n_ctx};
+    if (engine_open(a.backend, m, &opt, &e, &err) != WS_OK) goto fail;
+    r.load_ms = (now_s() - t0) * 1e3;
+    r.threads = e->opt.n_threads;
 
     const uint32_t V = m->cfg.n_vocab;
-    toks = malloc(n_ctx * sizeof *toks);
+    toks = malloc(r.n_ctx * sizeof *toks);
     if (!toks) goto fail;
     uint64_t x = 0x9e3779b97f4a7c15ull; /* deterministic tokens drawn from the vocabulary */
-    for (uint32_t i = 0; i < n_ctx; i++) {
+    for (uint32_t i = 0; i < r.n_ctx; i++) {
         x = x * 6364136223846793005ull + 1442695040888963407ull;
         toks[i] = (int32_t)((x >> 33) % V);
     }
-    if (engine_seq_new(e, n_ctx, &pk.seq, &err) != WS_OK) goto fail;
+    if (engine_seq_new(e, r.n_ctx, &pk.seq, &err) != WS_OK) goto fail;
     sampler_params_default(&pk.greedy);
     if (sampler_new(V, &pk.smp, &err) != WS_OK) goto fail;
 
-    /* warm-up (untimed): touches the weights and decides where tokens are chosen */
+    /* where tokens are chosen: on the device when the backend samples, else on the host */
     if (engine_prefill(pk.seq, toks, 1, false, NULL, &err) != WS_OK) goto fail;
     ws_status st = engine_sample(pk.seq, &pk.greedy, NULL, 0, 0.0f, &(sampler_result){0}, &err);
     if (st == WS_ERR_UNSUPPORTED) {
@@ -246,82 +348,21 @@ int cmd_bench(int argc, char **argv) {
     } else if (st != WS_OK) {
         goto fail;
     }
-    double dummy, dummy2;
-    if (n_prompt > 0 && run_pp(&pk, toks, (uint32_t)n_prompt, &dummy, &dummy2, &err) != WS_OK)
-        goto fail;
-    if (n_gen > 0 && run_tg(&pk, toks, 1, &dummy, &err) != WS_OK) goto fail;
+    r.token_choice = pk.logits ? "host logits + sampler" : "device sampler";
+    if (measure(&pk, toks, &a, &r, &err) != WS_OK) goto fail;
 
-    for (long r = 0; r < reps; r++) {
-        if (n_prompt > 0) {
-            double pp_s, ttft_s;
-            if (run_pp(&pk, toks, (uint32_t)n_prompt, &pp_s, &ttft_s, &err) != WS_OK) goto fail;
-            pp_ts[r] = n_prompt / pp_s;
-            ttft_ms[r] = ttft_s * 1e3;
-        }
-        if (n_gen > 0) {
-            double tg_s;
-            if (run_tg(&pk, toks, (uint32_t)n_gen, &tg_s, &err) != WS_OK) goto fail;
-            tg_ts[r] = n_gen / tg_s;
-        }
-    }
-
-    engine_memory mem;
-    if (engine_memory_get(e, &mem, &err) != WS_OK) goto fail;
-    char device[256];
-    if (backend == ENGINE_CPU) {
+    if (engine_memory_get(e, &r.mem, &err) != WS_OK) goto fail;
+    if (a.backend == ENGINE_CPU) {
         char cpu[200];
         cpu_model(cpu, sizeof cpu);
-        snprintf(device, sizeof device, "%s (%d threads)", cpu, e->opt.n_threads);
+        snprintf(r.device, sizeof r.device, "%s (%d threads)", cpu, r.threads);
     } else {
-        snprintf(device, sizeof device, "%s", mem.device_name);
+        snprintf(r.device, sizeof r.device, "%s", r.mem.device_name);
     }
-    stat pp = stats(pp_ts, (int)reps), tg = stats(tg_ts, (int)reps), tt = stats(ttft_ms, (int)reps);
-    const double MiB = 1024.0 * 1024.0;
-    const char *where = pk.logits ? "host logits + sampler" : "device sampler";
-    if (json) {
-        printf("{\"model\": ");
-        json_str(stdout, model_path);
-        printf(", \"backend\": \"%s\", \"device\": ", backend_name);
-        json_str(stdout, device);
-        printf(", \"device_uuid\": ");
-        json_str(stdout, mem.device_uuid);
-        printf(", \"threads\": %d, \"n_params\": %llu, \"token_choice\": \"%s\",\n",
-               e->opt.n_threads, (unsigned long long)model_n_params(m), where);
-        printf(" \"load_ms\": %.3f, \"memory\": {\"weights\": %llu, \"kv_cache\": %llu, "
-               "\"scratch\": %llu, \"device_total\": %llu, \"device_free\": %llu},\n",
-               load_ms, (unsigned long long)mem.weights, (unsigned long long)mem.kv_cache,
-               (unsigned long long)mem.scratch, (unsigned long long)mem.device_total,
-               (unsigned long long)mem.device_free);
-        printf(" \"reps\": %ld, \"tests\": [", reps);
-        const char *sep = "";
-        if (n_prompt > 0) {
-            printf("{\"name\": \"pp%ld\", \"n_prompt\": %ld, \"n_gen\": 0, \"avg_ts\": %.3f, "
-                   "\"stddev_ts\": %.3f, \"ttft_ms\": %.3f, \"ttft_stddev_ms\": %.3f}",
-                   n_prompt, n_prompt, pp.mean, pp.sd, tt.mean, tt.sd);
-            sep = ", ";
-        }
-        if (n_gen > 0)
-            printf("%s{\"name\": \"tg%ld\", \"n_prompt\": 0, \"n_gen\": %ld, \"avg_ts\": %.3f, "
-                   "\"stddev_ts\": %.3f}",
-                   sep, n_gen, n_gen, tg.mean, tg.sd);
-        printf("]}\n");
-    } else {
-        printf("model:   %s (%u layers, %u hidden, %u vocab, %.1f M params)\n", model_path,
-               m->cfg.n_layer, m->cfg.n_embd, V, model_n_params(m) / 1e6);
-        printf("device:  %s, backend %s, tokens chosen by %s\n", device, backend_name, where);
-        printf("load:    %.1f ms (file open + engine open)\n", load_ms);
-        printf("memory:  weights %.1f MiB, KV cache %.2f MiB (%u positions), scratch %.2f MiB",
-               mem.weights / MiB, mem.kv_cache / MiB, n_ctx, mem.scratch / MiB);
-        if (mem.device_total)
-            printf(", device %.0f MiB total, %.0f MiB free", mem.device_total / MiB,
-                   mem.device_free / MiB);
-        printf("\n\n| test | t/s | reps |\n|---|---|---|\n");
-        if (n_prompt > 0) printf("| pp%ld | %.2f ± %.2f | %ld |\n", n_prompt, pp.mean, pp.sd, reps);
-        if (n_gen > 0) printf("| tg%ld | %.2f ± %.2f | %ld |\n", n_gen, tg.mean, tg.sd, reps);
-        if (n_prompt > 0)
-            printf("\ntime to first token (pp%ld + first token): %.2f ± %.2f ms\n", n_prompt,
-                   tt.mean, tt.sd);
-    }
+    if (a.json)
+        print_json(&a, &r, m);
+    else
+        print_text(&a, &r, m);
     rc = 0;
     goto done;
 fail:

@@ -45,7 +45,7 @@ typedef struct {
     uint32_t n_vocab;
     sampler *smp;     /* host sampling only */
     float *logits;    /* (n_vocab) host sampling only: the last row */
-    int32_t *history; /* (n_prompt + max_tokens) prompt then generated ids, for the penalties */
+    int32_t *history; /* prompt then generated ids, for the penalties */
     uint32_t n_history;
     int32_t stop_ids[MAX_STOP_IDS];
     uint32_t n_stop_ids;
@@ -80,9 +80,12 @@ static ws_status gen_init(gen *g, engine_seq *seq, const tokenizer *tok,
     st = stop_init(&g->stops, req->stop, req->n_stop, err);
     if (st != WS_OK) return st;
     if (!req->ignore_eos) g->n_stop_ids = tokenizer_stop_ids(tok, g->stop_ids, MAX_STOP_IDS);
-    g->history = malloc(((size_t)req->n_prompt + req->max_tokens) * sizeof *g->history);
+    /* At most one token more than the context has room for can be generated. */
+    uint64_t room = (uint64_t)engine_seq_ctx(seq) + 1;
+    uint64_t n_hist = (uint64_t)req->n_prompt + (req->max_tokens < room ? req->max_tokens : room);
+    g->history = malloc(n_hist * sizeof *g->history);
     if (!g->history)
-        return ws_fail(err, WS_ERR_NOMEM, "history of %u tokens", req->n_prompt + req->max_tokens);
+        return ws_fail(err, WS_ERR_NOMEM, "history of %llu tokens", (unsigned long long)n_hist);
     memcpy(g->history, req->prompt, req->n_prompt * sizeof *g->history);
     g->n_history = req->n_prompt;
     if (!seq->eng->ops->sample) { /* engine_sample would answer WS_ERR_UNSUPPORTED */

@@ -59,70 +59,83 @@ static int parse_tokens(const char *s, int32_t **out, uint32_t *n) {
     return 0;
 }
 
-int cmd_logits(int argc, char **argv) {
-    const char *model_path = NULL, *tokens_arg = NULL, *out_path = NULL, *backend_name = "cpu";
-    long decode_from = -1, threads = 0;
+typedef struct {
+    const char *model_path, *tokens_arg, *out_path, *backend_name;
+    long decode_from, threads;
+    engine_backend backend;
+} logits_args;
+
+/* Returns -1 when the arguments are good, else the exit status. */
+static int parse_args(int argc, char **argv, logits_args *a) {
+    *a = (logits_args){.backend_name = "cpu", .decode_from = -1};
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+        const char *o = argv[i];
+        if (strcmp(o, "-h") == 0 || strcmp(o, "--help") == 0) {
             usage(stdout);
             return 0;
         }
         if (i + 1 >= argc) {
-            fprintf(stderr, "worker-orcd logits: '%s' needs a value or is unknown\n", a);
+            fprintf(stderr, "worker-orcd logits: '%s' needs a value or is unknown\n", o);
             usage(stderr);
             return 2;
         }
         const char *v = argv[++i];
-        if (strcmp(a, "-m") == 0 || strcmp(a, "--model") == 0) {
-            model_path = v;
-        } else if (strcmp(a, "--tokens") == 0) {
-            tokens_arg = v;
-        } else if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) {
-            out_path = v;
-        } else if (strcmp(a, "--backend") == 0) {
-            backend_name = v;
-        } else if (strcmp(a, "--decode-from") == 0) {
-            if (!parse_long(v, 0, INT32_MAX, &decode_from)) {
+        if (strcmp(o, "-m") == 0 || strcmp(o, "--model") == 0) {
+            a->model_path = v;
+        } else if (strcmp(o, "--tokens") == 0) {
+            a->tokens_arg = v;
+        } else if (strcmp(o, "-o") == 0 || strcmp(o, "--output") == 0) {
+            a->out_path = v;
+        } else if (strcmp(o, "--backend") == 0) {
+            a->backend_name = v;
+        } else if (strcmp(o, "--decode-from") == 0) {
+            if (!parse_long(v, 0, INT32_MAX, &a->decode_from)) {
                 fprintf(stderr, "worker-orcd logits: --decode-from '%s' is not a count >= 0\n", v);
                 return 2;
             }
-        } else if (strcmp(a, "--threads") == 0) {
-            if (!parse_long(v, 1, 4096, &threads)) {
+        } else if (strcmp(o, "--threads") == 0) {
+            if (!parse_long(v, 1, 4096, &a->threads)) {
                 fprintf(stderr, "worker-orcd logits: --threads '%s' is not in [1, 4096]\n", v);
                 return 2;
             }
         } else {
-            fprintf(stderr, "worker-orcd logits: unknown option '%s'\n", a);
+            fprintf(stderr, "worker-orcd logits: unknown option '%s'\n", o);
             usage(stderr);
             return 2;
         }
     }
-    if (!model_path || !tokens_arg || !out_path) {
+    if (!a->model_path || !a->tokens_arg || !a->out_path) {
         fprintf(stderr, "worker-orcd logits: -m, --tokens and -o are required\n");
         usage(stderr);
         return 2;
     }
-    engine_backend backend;
-    if (!engine_backend_from_name(backend_name, &backend)) {
-        fprintf(stderr, "worker-orcd logits: --backend '%s' is not cpu or cuda\n", backend_name);
+    if (!engine_backend_from_name(a->backend_name, &a->backend)) {
+        fprintf(stderr, "worker-orcd logits: --backend '%s' is not cpu or cuda\n", a->backend_name);
         return 2;
     }
+    return -1;
+}
+
+int cmd_logits(int argc, char **argv) {
+    logits_args a;
+    int arc = parse_args(argc, argv, &a);
+    if (arc >= 0) return arc;
+    const char *out_path = a.out_path, *backend_name = a.backend_name;
     int32_t *ids = NULL;
     uint32_t n = 0;
-    if (parse_tokens(tokens_arg, &ids, &n) != 0) return 2;
+    if (parse_tokens(a.tokens_arg, &ids, &n) != 0) return 2;
     if (n == 0) {
         fprintf(stderr, "worker-orcd logits: --tokens holds no token ids\n");
         free(ids);
         return 2;
     }
-    uint32_t k = decode_from < 0 ? n : (uint32_t)decode_from;
+    uint32_t k = a.decode_from < 0 ? n : (uint32_t)a.decode_from;
     if (k > n) {
         fprintf(stderr, "worker-orcd logits: --decode-from %u exceeds the %u tokens given\n", k, n);
         free(ids);
         return 2;
     }
-    if (!engine_backend_available(backend)) {
+    if (!engine_backend_available(a.backend)) {
         fprintf(stderr,
                 "worker-orcd logits: backend '%s' is not available (not built into this binary "
                 "or no device present)\n",
@@ -138,15 +151,15 @@ int cmd_logits(int argc, char **argv) {
     engine_seq *s = NULL;
     float *logits = NULL;
     FILE *out = NULL;
-    if (model_open(model_path, &m, &err) != WS_OK) goto fail;
+    if (model_open(a.model_path, &m, &err) != WS_OK) goto fail;
     if (n > m->cfg.n_ctx_train) {
         fprintf(stderr, "worker-orcd logits: %u tokens exceed the model's context length %u\n", n,
                 m->cfg.n_ctx_train);
         goto done;
     }
     const uint32_t V = m->cfg.n_vocab;
-    engine_options opt = {.n_threads = (int)threads, .max_seqs = 1, .max_ctx = n};
-    if (engine_open(backend, m, &opt, &e, &err) != WS_OK) goto fail;
+    engine_options opt = {.n_threads = (int)a.threads, .max_seqs = 1, .max_ctx = n};
+    if (engine_open(a.backend, m, &opt, &e, &err) != WS_OK) goto fail;
     if (engine_seq_new(e, n, &s, &err) != WS_OK) goto fail;
     logits = malloc((size_t)n * V * sizeof *logits);
     if (!logits) {

@@ -22,7 +22,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "base/dump.h"
 #include "engine/engine.h"
 
 #define TOL_REL 1e-5 /* max |ours - ref| / max |ref|, every block-type family (see above) */
@@ -468,6 +470,66 @@ START_TEST(context_full_and_bad_ids) {
 }
 END_TEST
 
+/* ---- the tensor dump ---- */
+
+/* WORKER_DUMP=DIR: every position's rows land in DIR with an index line each, and the dumped
+ * logits are the logits the engine returned. Runs in its own process (Check forks each test): the
+ * variable is read once per process. */
+START_TEST(tensor_dump_writes_rows) {
+    const char *fork_mode = getenv("CK_FORK");
+    if (fork_mode && strcmp(fork_mode, "no") == 0) return; /* needs a fresh process */
+    const char *tmp = getenv("TMPDIR");
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/test_dump_XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    ck_assert(mkdtemp(dir) != NULL);
+    setenv("WORKER_DUMP", dir, 1);
+    qwen2_model *m = open_model("ta-f32");
+    const uint32_t V = m->cfg.n_vocab;
+    engine *e = open_engine(m, 0, 1);
+    ck_assert(dump_on);
+    engine_seq *s = new_seq(e, 8);
+    int32_t ids[3] = {785, 374, 279};
+    float *logits = malloc(3ull * V * 4);
+    ws_error err = {{0}};
+    ck_assert(engine_prefill(s, ids, 2, true, logits, &err) == WS_OK);
+    ck_assert(engine_decode(&s, &ids[2], 1, logits + 2ull * V, &err) == WS_OK);
+
+    for (uint32_t pos = 0; pos < 3; pos++) {
+        char path[600];
+        snprintf(path, sizeof path, "%s/s0.Lout.logits.p%u.f32", dir, pos);
+        size_t len;
+        char *row = read_all(path, &len);
+        ck_assert_uint_eq(len, V * 4);
+        ck_assert(memcmp(row, logits + (uint64_t)pos * V, V * 4) == 0);
+        free(row);
+    }
+    char path[600];
+    snprintf(path, sizeof path, "%s/index.tsv", dir);
+    char *index = read_all(path, NULL);
+    /* per position: embd, 12 per layer x 2 layers, output_norm, logits */
+    uint32_t lines = 0;
+    for (char *c = index; *c; c++)
+        lines += *c == '\n';
+    ck_assert_uint_eq(lines, 3 * (1 + 12 * 2 + 2));
+    ck_assert_ptr_ne(strstr(index, "s0.L1.k_rope.p2.f32\t0\t1\tk_rope\t2\t128\n"), NULL);
+    for (char *line = index; *line;) {
+        char *tab = strchr(line, '\t'), *nl = strchr(line, '\n');
+        *tab = 0;
+        snprintf(path, sizeof path, "%s/%s", dir, line);
+        unlink(path);
+        line = nl + 1;
+    }
+    free(index);
+    snprintf(path, sizeof path, "%s/index.tsv", dir);
+    unlink(path);
+    ck_assert_int_eq(rmdir(dir), 0); /* every file was in the index */
+    engine_seq_free(s);
+    engine_free(e);
+    model_free(m);
+    free(logits);
+}
+END_TEST
+
 int main(void) {
     printf(
         "| model | prompt | mode | rows | max abs ref | max abs diff | diff / max ref | top-1 |\n"
@@ -484,6 +546,7 @@ int main(void) {
     tcase_add_loop_test(tc, batched_decode_equals_alone, 0, 2);
     tcase_add_test(tc, thread_count_invariant);
     tcase_add_test(tc, context_full_and_bad_ids);
+    tcase_add_test(tc, tensor_dump_writes_rows);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -8,7 +8,10 @@
  *
  * Every token's arithmetic is the same whatever batch it travels in (same dot-product order, same
  * thread-independent reductions), so prefill, chunked prefill and decode give identical bits for
- * identical positions, and sequences decoded together equal sequences decoded alone. */
+ * identical positions, and sequences decoded together equal sequences decoded alone.
+ *
+ * The scratch buffers belong to the engine, so one prefill or decode runs at a time per engine
+ * (callers serialise; batching goes through engine_decode's several sequences). */
 #include "engine/engine.h"
 
 #include <math.h>

@@ -8,22 +8,22 @@
 
 typedef enum {
     WS_OK = 0,
-    WS_ERR_IO,          /* a file or socket operation failed */
-    WS_ERR_FORMAT,      /* malformed input: model file, message, request */
-    WS_ERR_UNSUPPORTED, /* well-formed but not implemented (architecture, block type, template) */
-    WS_ERR_INVALID_ARG, /* a caller-supplied argument or flag is out of range */
-    WS_ERR_NOMEM,       /* host allocation failed or a size limit was hit */
-    WS_ERR_NOT_FOUND,   /* a key, tensor, session or file does not exist */
-    WS_ERR_RANGE,       /* a value (position, context, token id) is outside its range */
-    WS_ERR_DEVICE,      /* a recoverable GPU error (including device out of memory) */
-    WS_ERR_DEVICE_FATAL,/* a sticky GPU error: the process must report and exit */
-    WS_ERR_OVERLOADED,  /* admission refused: slots and queue are full */
-    WS_ERR_CANCELLED,   /* the request was cancelled */
-    WS_ERR_TIMEOUT,     /* a deadline passed */
-    WS_ERR_STATE,       /* the operation is not allowed in the current state */
-    WS_ERR_PROTOCOL,    /* a wire-protocol violation */
-    WS_ERR_PERMISSION,  /* refused by policy (path outside the model directory) */
-    WS_ERR_INTERNAL,    /* an invariant broke */
+    WS_ERR_IO,           /* a file or socket operation failed */
+    WS_ERR_FORMAT,       /* malformed input: model file, message, request */
+    WS_ERR_UNSUPPORTED,  /* well-formed but not implemented (architecture, block type, template) */
+    WS_ERR_INVALID_ARG,  /* a caller-supplied argument or flag is out of range */
+    WS_ERR_NOMEM,        /* host allocation failed or a size limit was hit */
+    WS_ERR_NOT_FOUND,    /* a key, tensor, session or file does not exist */
+    WS_ERR_RANGE,        /* a value (position, context, token id) is outside its range */
+    WS_ERR_DEVICE,       /* a recoverable GPU error (including device out of memory) */
+    WS_ERR_DEVICE_FATAL, /* a sticky GPU error: the process must report and exit */
+    WS_ERR_OVERLOADED,   /* admission refused: slots and queue are full */
+    WS_ERR_CANCELLED,    /* the request was cancelled */
+    WS_ERR_TIMEOUT,      /* a deadline passed */
+    WS_ERR_STATE,        /* the operation is not allowed in the current state */
+    WS_ERR_PROTOCOL,     /* a wire-protocol violation */
+    WS_ERR_PERMISSION,   /* refused by policy (path outside the model directory) */
+    WS_ERR_INTERNAL,     /* an invariant broke */
     WS_STATUS_COUNT
 } ws_status;
 

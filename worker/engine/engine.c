@@ -162,7 +162,8 @@ ws_status engine_decode(engine_seq *const *seqs, const int32_t *tokens, uint32_t
     if (st != WS_OK) return st;
     st = e->ops->decode(seqs, tokens, n_seqs, logits, err);
     if (st == WS_OK)
-        for (uint32_t i = 0; i < n_seqs; i++) seqs[i]->n_past += 1;
+        for (uint32_t i = 0; i < n_seqs; i++)
+            seqs[i]->n_past += 1;
     return st;
 }
 

@@ -1,6 +1,7 @@
 /* engine.h: the backend interface. A backend binds a loaded model, owns sequences with their KV
  * caches, and turns tokens into logits. CPU (the reference) and CUDA implement it; the choice is
- * made once at engine_open. Decode takes several sequences so batching changes callers, not this. */
+ * made once at engine_open. Decode takes several sequences so batching changes callers, not this.
+ */
 #ifndef WORKER_ENGINE_ENGINE_H
 #define WORKER_ENGINE_ENGINE_H
 
@@ -50,9 +51,9 @@ ws_status engine_memory_get(engine *e, engine_memory *out, ws_error *err);
 
 /* A sequence with room for n_ctx tokens (1 <= n_ctx <= max_ctx). */
 ws_status engine_seq_new(engine *e, uint32_t n_ctx, engine_seq **out, ws_error *err);
-void engine_seq_free(engine_seq *s); /* accepts NULL */
-uint32_t engine_seq_len(const engine_seq *s);  /* tokens in the cache */
-uint32_t engine_seq_ctx(const engine_seq *s);  /* capacity */
+void engine_seq_free(engine_seq *s);          /* accepts NULL */
+uint32_t engine_seq_len(const engine_seq *s); /* tokens in the cache */
+uint32_t engine_seq_ctx(const engine_seq *s); /* capacity */
 /* Keeps the first n tokens (n <= len); 0 resets. */
 ws_status engine_seq_truncate(engine_seq *s, uint32_t n, ws_error *err);
 

@@ -37,13 +37,13 @@ typedef struct {
 } model_tensor;
 
 typedef struct {
-    model_tensor attn_norm;           /* (n_embd) f32 */
-    model_tensor wq, wk, wv;          /* (n_embd -> n_head*hd), (n_embd -> n_head_kv*hd) x2 */
-    model_tensor bq, bk, bv;          /* (q_dim), (kv_dim), (kv_dim) f32 */
-    model_tensor wo;                  /* (q_dim -> n_embd) */
-    model_tensor ffn_norm;            /* (n_embd) f32 */
-    model_tensor w_gate, w_up;        /* (n_embd -> n_ff) */
-    model_tensor w_down;              /* (n_ff -> n_embd) */
+    model_tensor attn_norm;    /* (n_embd) f32 */
+    model_tensor wq, wk, wv;   /* (n_embd -> n_head*hd), (n_embd -> n_head_kv*hd) x2 */
+    model_tensor bq, bk, bv;   /* (q_dim), (kv_dim), (kv_dim) f32 */
+    model_tensor wo;           /* (q_dim -> n_embd) */
+    model_tensor ffn_norm;     /* (n_embd) f32 */
+    model_tensor w_gate, w_up; /* (n_embd -> n_ff) */
+    model_tensor w_down;       /* (n_ff -> n_embd) */
 } qwen2_layer;
 
 typedef struct {

@@ -19,6 +19,7 @@
  * because the dequantized weights are exact in both cases; only accumulation order differs. */
 #include <check.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -425,6 +426,57 @@ START_TEST(thread_count_invariant) {
 }
 END_TEST
 
+/* Two threads running their own sequences on one engine at once (as the service's slots do) get
+ * the logits each gets alone. */
+typedef struct {
+    engine *e;
+    const prompt *p;
+    float *out; /* n_ids x n_vocab */
+    ws_status st;
+} concurrent_job;
+
+static void *concurrent_main(void *arg) {
+    concurrent_job *j = arg;
+    uint32_t V = engine_model(j->e)->cfg.n_vocab, half = j->p->n_ids / 2;
+    engine_seq *s = NULL;
+    j->st = engine_seq_new(j->e, j->p->n_ids, &s, NULL);
+    if (j->st == WS_OK) j->st = engine_prefill(s, j->p->ids, half, true, j->out, NULL);
+    for (uint32_t t = half; t < j->p->n_ids && j->st == WS_OK; t++)
+        j->st = engine_decode(&s, &j->p->ids[t], 1, j->out + (uint64_t)t * V, NULL);
+    engine_seq_free(s);
+    return NULL;
+}
+
+START_TEST(concurrent_callers) {
+    prompt ps[MAX_PROMPTS];
+    uint32_t np = load_prompts("tb-q8_0", ps);
+    const prompt *pp[2] = {find_prompt(ps, np, "chat"), find_prompt(ps, np, "long")};
+    qwen2_model *m = open_model("tb-q8_0");
+    const uint32_t V = m->cfg.n_vocab;
+    engine *e = open_engine(m, 2, 2);
+    concurrent_job alone[2], both[2];
+    for (int k = 0; k < 2; k++) {
+        uint64_t bytes = (uint64_t)pp[k]->n_ids * V * 4;
+        alone[k] = (concurrent_job){e, pp[k], malloc(bytes), WS_OK};
+        both[k] = (concurrent_job){e, pp[k], malloc(bytes), WS_OK};
+        concurrent_main(&alone[k]);
+        ck_assert_int_eq(alone[k].st, WS_OK);
+    }
+    pthread_t th[2];
+    for (int k = 0; k < 2; k++)
+        ck_assert_int_eq(pthread_create(&th[k], NULL, concurrent_main, &both[k]), 0);
+    for (int k = 0; k < 2; k++) {
+        pthread_join(th[k], NULL);
+        ck_assert_int_eq(both[k].st, WS_OK);
+        ck_assert(memcmp(alone[k].out, both[k].out, (uint64_t)pp[k]->n_ids * V * 4) == 0);
+        free(alone[k].out);
+        free(both[k].out);
+    }
+    engine_free(e);
+    model_free(m);
+}
+END_TEST
+
 /* ---- errors ---- */
 
 START_TEST(context_full_and_bad_ids) {
@@ -545,6 +597,7 @@ int main(void) {
     tcase_add_loop_test(tc, truncate_then_redecode, 0, 2);
     tcase_add_loop_test(tc, batched_decode_equals_alone, 0, 2);
     tcase_add_test(tc, thread_count_invariant);
+    tcase_add_test(tc, concurrent_callers);
     tcase_add_test(tc, context_full_and_bad_ids);
     tcase_add_test(tc, tensor_dump_writes_rows);
     suite_add_tcase(s, tc);

@@ -10,11 +10,13 @@
  * thread-independent reductions), so prefill, chunked prefill and decode give identical bits for
  * identical positions, and sequences decoded together equal sequences decoded alone.
  *
- * The scratch buffers belong to the engine, so one prefill or decode runs at a time per engine
- * (callers serialise; batching goes through engine_decode's several sequences). */
+ * The scratch buffers belong to the engine, so one prefill or decode runs at a time per engine:
+ * a mutex serialises calls from several threads (the service's slots); batching goes through
+ * engine_decode's several sequences instead. */
 #include "engine/engine.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +31,7 @@
 typedef struct {
     engine base;
     parallel_pool *pool;
+    pthread_mutex_t mu;     /* one forward pass at a time; guards kv_bytes and next_seq_id */
     uint32_t q_dim, kv_dim; /* n_head * head_dim, n_head_kv * head_dim */
     uint32_t row_max;       /* longest weight row: max(n_embd, n_ff, q_dim) */
     /* scratch for one chunk of up to CPU_CHUNK tokens */
@@ -311,6 +314,7 @@ static void cpu_free(engine *base) {
     cpu_engine *e = (cpu_engine *)base;
     if (!e) return;
     parallel_free(e->pool);
+    pthread_mutex_destroy(&e->mu);
     free(e->x);
     free(e->xb);
     free(e->q);
@@ -350,6 +354,7 @@ static ws_status cpu_open(const qwen2_model *m, const engine_options *opt, engin
     if (!e) return ws_fail(err, WS_ERR_NOMEM, "cpu engine: out of memory");
     e->base.model = m;
     e->base.opt = *opt;
+    pthread_mutex_init(&e->mu, NULL);
     ws_status st = parallel_new(opt->n_threads, &e->pool, err);
     if (st != WS_OK) goto fail;
     dump_init();
@@ -391,9 +396,11 @@ fail:
  * resident cost of serving, comparable with the GPU engine's figure. */
 static ws_status cpu_memory(engine *base, engine_memory *out, ws_error *err) {
     cpu_engine *e = (cpu_engine *)base;
+    pthread_mutex_lock(&e->mu);
     out->weights = e->weight_bytes;
     out->kv_cache = e->kv_bytes;
     out->scratch = e->scratch_bytes;
+    pthread_mutex_unlock(&e->mu);
     snprintf(out->device_name, sizeof out->device_name, "cpu (%d threads)", base->opt.n_threads);
     return WS_OK;
 }
@@ -420,8 +427,10 @@ static ws_status cpu_seq_new(engine *base, uint32_t n_ctx, engine_seq **out, ws_
     }
     s->base.eng = base; /* engine.c sets it again; seq_free needs it */
     s->base.n_ctx = n_ctx;
+    pthread_mutex_lock(&e->mu);
     s->id = e->next_seq_id++;
     e->kv_bytes += bytes;
+    pthread_mutex_unlock(&e->mu);
     *out = &s->base;
     return WS_OK;
 }
@@ -430,7 +439,9 @@ static void cpu_seq_free(engine_seq *base) {
     cpu_seq *s = (cpu_seq *)base;
     if (!s) return;
     cpu_engine *e = (cpu_engine *)base->eng;
+    pthread_mutex_lock(&e->mu);
     e->kv_bytes -= seq_kv_bytes(e, base->n_ctx);
+    pthread_mutex_unlock(&e->mu);
     free(s->k_cache);
     free(s->v_cache);
     free(s);
@@ -445,6 +456,7 @@ static ws_status cpu_prefill(engine_seq *base, const int32_t *tokens, uint32_t n
                              float *logits, ws_error *err) {
     cpu_engine *e = (cpu_engine *)base->eng;
     const uint32_t n_vocab = base->eng->model->cfg.n_vocab;
+    pthread_mutex_lock(&e->mu);
     for (uint32_t done = 0; done < n;) {
         batch b;
         b.n = n - done < CPU_CHUNK ? n - done : CPU_CHUNK;
@@ -462,6 +474,7 @@ static ws_status cpu_prefill(engine_seq *base, const int32_t *tokens, uint32_t n
             forward(e, &b, last ? b.n - 1 : b.n, last ? logits : NULL);
         done += b.n;
     }
+    pthread_mutex_unlock(&e->mu);
     return WS_OK;
 }
 
@@ -469,6 +482,7 @@ static ws_status cpu_decode(engine_seq *const *seqs, const int32_t *tokens, uint
                             float *logits, ws_error *err) {
     cpu_engine *e = (cpu_engine *)seqs[0]->eng;
     const uint32_t n_vocab = e->base.model->cfg.n_vocab;
+    pthread_mutex_lock(&e->mu);
     for (uint32_t done = 0; done < n_seqs;) {
         batch b;
         b.n = n_seqs - done < CPU_CHUNK ? n_seqs - done : CPU_CHUNK;
@@ -480,6 +494,7 @@ static ws_status cpu_decode(engine_seq *const *seqs, const int32_t *tokens, uint
         forward(e, &b, 0, logits ? logits + (uint64_t)done * n_vocab : NULL);
         done += b.n;
     }
+    pthread_mutex_unlock(&e->mu);
     return WS_OK;
 }
 

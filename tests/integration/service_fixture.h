@@ -103,9 +103,25 @@ static inline void fx_load(fx *f, const char *name) {
     pmsg_free(&r);
 }
 
+/* True when the worker's log holds a sanitizer report (builds with WORKER_SANITIZE). */
+static inline bool fx_log_has_sanitizer_report(const fx *f) {
+    FILE *in = fopen(f->log, "r");
+    if (!in) return false;
+    char line[1024];
+    bool found = false;
+    while (!found && fgets(line, sizeof line, in))
+        found = strstr(line, "Sanitizer") != NULL || strstr(line, "runtime error:") != NULL;
+    fclose(in);
+    return found;
+}
+
+/* Stops the worker (SIGTERM: it drains and exits, running the leak check in sanitizer builds),
+ * checks its log and removes the directory. */
 static inline void fx_stop(fx *f) {
     ctl_close(f->c);
     f->c = NULL;
+    if (fx_log_has_sanitizer_report(f)) fx_dump_log(f);
+    ck_assert_msg(!fx_log_has_sanitizer_report(f), "the worker's log has a sanitizer report");
     char cmd[160];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
     ck_assert_int_eq(system(cmd), 0);

@@ -69,6 +69,8 @@ START_TEST(matches_reference_renderer) {
         else
             fprintf(stderr, "conversation %zu (%zu messages): text %s, ids %s\n", n, n_msgs,
                     same_text ? "same" : "differs", same_ids ? "same" : "differ");
+        for (size_t k = 0; k < n_msgs; k++)
+            free((char *)msgs[k].content);
         free(text);
         free(ids);
         free(want.p);

@@ -74,6 +74,7 @@ START_TEST(stream_equals_one_shot) {
     fprintf(stderr, "stream (%s specials): %zu of %zu cases, %zu tokens\n",
             show ? "shown" : "hidden", ok, n, tokens);
     ck_assert_uint_eq(ok, n);
+    tv_free_cases(cases, n);
 }
 END_TEST
 

@@ -117,6 +117,15 @@ static inline tv_case *tv_load_cases(const char *path, size_t *n_cases) {
     return cases;
 }
 
+static inline void tv_free_cases(tv_case *cases, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        free(cases[i].text.p);
+        free(cases[i].nfc.p);
+        free(cases[i].ids);
+    }
+    free(cases);
+}
+
 /* Opens the reference vocabulary and loads its tokenizer. */
 static inline tokenizer *tv_load_tokenizer(gguf_file **f) {
     ws_error err = {{0}};

@@ -75,6 +75,7 @@ typedef struct {
 } text_buf;
 
 static bool buf_put(text_buf *b, const void *s, size_t n) {
+    if (n == 0) return true;
     if (b->n + n > b->cap) {
         size_t nc = b->cap ? b->cap : 1024;
         while (nc < b->n + n)

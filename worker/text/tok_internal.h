@@ -22,6 +22,8 @@ enum {
     TOK_TYPE_BYTE = 6,
 };
 
+#define TOK_MAX_BYTES 256 /* longest token text accepted, in decoded bytes */
+
 /* One merge rule: the pair (left, right) of token ids becomes `result`; lower rank merges first. */
 typedef struct {
     uint64_t key; /* tok_pair_key(left, right); 0 marks an empty slot */

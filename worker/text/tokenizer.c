@@ -154,6 +154,11 @@ static ws_status load_bytes(tokenizer *t, const vocab_index *v, ws_error *err) {
             memcpy(t->bytes + o, s, n);
             o += n;
         }
+        /* tokenizer.h promises at most 256 bytes per token (detok_push's buffer bound). */
+        if (o - start > TOK_MAX_BYTES)
+            return ws_fail(err, WS_ERR_UNSUPPORTED,
+                           "tokenizer.ggml.tokens[%u]: %zu bytes, longer than %d", i, o - start,
+                           TOK_MAX_BYTES);
         t->byte_off[i + 1] = (uint32_t)o;
         t->hidden[i] = (ty == TOK_TYPE_CONTROL && !is_shown_control((const char *)s, n)) ||
                        ty == TOK_TYPE_UNUSED;

@@ -14,7 +14,7 @@ typedef struct tokenizer tokenizer;
 
 /* Loads the vocabulary, merges, token types and special ids from f (borrowed only during the
  * call: the tokenizer copies what it keeps). WS_ERR_UNSUPPORTED for a tokenizer model or
- * pre-tokenizer other than gpt2 / qwen2. */
+ * pre-tokenizer other than gpt2 / qwen2, or a token longer than 256 bytes. */
 ws_status tokenizer_load(const gguf_file *f, tokenizer **out, ws_error *err);
 void tokenizer_free(tokenizer *t); /* accepts NULL */
 
@@ -26,9 +26,11 @@ uint32_t tokenizer_stop_ids(const tokenizer *t, int32_t *ids, uint32_t cap);
 int32_t tokenizer_find_special(const tokenizer *t, const char *text);
 bool tokenizer_is_special(const tokenizer *t, int32_t id); /* control tokens hidden on decode */
 
-/* Encodes len bytes of UTF-8 text. With parse_special, added-token texts in the input become their
- * ids; otherwise they are tokenized as plain text. Invalid UTF-8 is WS_ERR_FORMAT naming the byte
- * offset. *ids is malloc'd (caller frees) with *n_ids entries. */
+/* Encodes len bytes of UTF-8 text. A loaded tokenizer is read-only: several threads may encode
+ * and decode with it at once. With parse_special, added-token texts in the input become their
+ * ids; otherwise they are tokenized as plain text. The BOS id comes first only when the file's
+ * tokenizer.ggml.add_bos_token is true (Qwen2: false). Invalid UTF-8 is WS_ERR_FORMAT naming the
+ * byte offset. *ids is malloc'd (caller frees) with *n_ids entries. */
 ws_status tokenizer_encode(const tokenizer *t, const char *text, size_t len, bool parse_special,
                            int32_t **ids, size_t *n_ids, ws_error *err);
 

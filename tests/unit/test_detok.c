@@ -1,7 +1,8 @@
 /* test_detok.c: the streaming detokenizer. Over every generated reference string (see
  * scripts/tokref/gen.js), feeding the reference ids one at a time yields exactly the bytes of a
  * one-shot decode, and every chunk handed out is complete, valid UTF-8 (checked with utf8proc);
- * plus the hold-back and flush rules on hand-built byte sequences. */
+ * plus the hold-back and flush rules on hand-built byte sequences, and which tokens decoding hides
+ * (against the reference's skip_special_tokens). */
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +79,39 @@ START_TEST(stream_equals_one_shot) {
 }
 END_TEST
 
+/* Sequences around each added token decoded by the JavaScript reference with and without
+ * skip_special_tokens: the same tokens are hidden (151643..151656, not 151657..151664). */
+START_TEST(hidden_tokens_match_reference) {
+    tv_bytes file = tv_read_file(WORKER_TEST_DATA "/tokenizer/lenml-qwen2.5-decode.tsv");
+    char *line = file.p;
+    size_t n = 0;
+    while (line < file.p + file.n) {
+        char *nl = memchr(line, '\n', (size_t)(file.p + file.n - line));
+        ck_assert(nl != NULL);
+        char *f[3];
+        size_t len[3];
+        ck_assert_int_eq(tv_fields(line, (size_t)(nl - line), f, len, 3), 3);
+        size_t n_ids;
+        int32_t *ids = tv_ids(f[0], len[0], &n_ids);
+        for (int show = 0; show < 2; show++) {
+            tv_bytes want = tv_unhex(f[1 + show], len[1 + show]);
+            char *text;
+            size_t text_len;
+            ck_assert(tokenizer_decode(g_tok, ids, n_ids, show, &text, &text_len, NULL) == WS_OK);
+            ck_assert_msg(text_len == want.n && memcmp(text, want.p, want.n) == 0,
+                          "ids %.*s, show %d: '%s' vs '%s'", (int)len[0], f[0], show, text, want.p);
+            free(text);
+            free(want.p);
+        }
+        free(ids);
+        n++;
+        line = nl + 1;
+    }
+    ck_assert_uint_eq(n, 66);
+    free(file.p);
+}
+END_TEST
+
 /* The token whose bytes are the single byte b. */
 static int32_t byte_token(uint8_t b) {
     for (int32_t id = 0; id < 512; id++) {
@@ -149,6 +183,7 @@ int main(void) {
     tcase_add_loop_test(tc, stream_equals_one_shot, 0, 2);
     tcase_add_test(tc, holds_incomplete_sequence);
     tcase_add_test(tc, push_errors);
+    tcase_add_test(tc, hidden_tokens_match_reference);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "controller.h"
@@ -157,18 +158,26 @@ static void summary(controller *c, const pstream_end *e, FILE *out) {
     }
 }
 
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
 static ws_status load_model(controller *c, const stub_args *a, bool quiet, ws_error *err) {
     pload l = {a->model, a->ctx, 0, 0};
     pmsg r;
+    double t0 = now_ms();
     ws_status st = ctl_load(c, &l, 600000, NULL, NULL, &r, err);
     if (st != WS_OK) return st;
     const pload_result *lr = &r.u.load_result;
     if (!quiet)
         fprintf(stderr,
-                "orcd-stub: loaded %s (%s, %u layers, %u vocab, ctx %u) on %s in %.0f ms; "
-                "weights %.1f MiB\n",
+                "orcd-stub: loaded %s (%s, %u layers, %u vocab, ctx %u) on %s: %.0f ms from the "
+                "load command to ready (worker: %.0f ms); weights %.1f MiB, KV %.1f MiB\n",
                 lr->model_path, lr->architecture, lr->n_layer, lr->n_vocab, lr->n_ctx, lr->backend,
-                lr->load_ms, lr->memory.weights / 1048576.0);
+                now_ms() - t0, lr->load_ms, lr->memory.weights / 1048576.0,
+                lr->memory.kv_cache / 1048576.0);
     pmsg_free(&r);
     return WS_OK;
 }
@@ -283,6 +292,7 @@ int main(int argc, char **argv) {
     o.worker_log = a.worker_log;
     controller *c = NULL;
     ws_error err = {{0}};
+    double t_spawn = now_ms();
     ws_status st = ctl_open(&o, &c, &err);
     if (st == WS_OK) {
         if (a.external) fprintf(stderr, "orcd-stub: waiting for a worker on %s\n", a.listen);
@@ -295,8 +305,11 @@ int main(int argc, char **argv) {
     }
     const preg *r = ctl_registration(c);
     if (!a.script)
-        fprintf(stderr, "orcd-stub: worker '%s' registered (%s, backend %s, device %s, pid %u)\n",
-                r->worker_id, r->build, r->backend, r->gpu_name, r->pid);
+        fprintf(stderr,
+                "orcd-stub: worker '%s' registered %.0f ms after %s (%s, backend %s, device %s, "
+                "pid %u)\n",
+                r->worker_id, now_ms() - t_spawn, a.external ? "listening" : "its start", r->build,
+                r->backend, r->gpu_name, r->pid);
     if (a.model) st = load_model(c, &a, a.script, &err);
     if (st != WS_OK) {
         fprintf(stderr, "orcd-stub: load failed: %s: %s\n", ws_strerror(st), err.msg);

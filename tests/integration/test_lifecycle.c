@@ -276,6 +276,41 @@ START_TEST(environment_twins) {
 }
 END_TEST
 
+START_TEST(controller_loss_cancels_after_grace) {
+    fx f;
+    fx_start(&f, (const char *const[]){"--worker-id", "w-grace", "--grace-ms", "300", NULL});
+    fx_load(&f, FX_MODEL);
+    pmsg m;
+    pmsg_init(&m, PMSG_INFER, 0);
+    m.u.infer = fx_ids_request(IDS, 7, 4000);
+    ws_error err = {{0}};
+    uint64_t id = ctl_send(f.c, &m, &err);
+    pmsg r;
+    do {
+        ck_assert_int_eq(ctl_next(f.c, 30000, &r, &err), WS_OK);
+        pmsg_kind k = r.kind;
+        pmsg_free(&r);
+        if (k == PMSG_TOKEN_CHUNK) break;
+    } while (1);
+    /* The controller goes away for longer than the grace period: the request is cancelled, and
+     * its end is delivered once the controller is back. */
+    ck_assert_int_eq(ctl_relisten(f.c, 1500, &err), WS_OK);
+    bool ended = false;
+    while (!ended) {
+        ck_assert_msg(ctl_next(f.c, 30000, &r, &err) == WS_OK, "%s", err.msg);
+        if (r.request_id == id && r.kind == PMSG_STREAM_END) {
+            ended = true;
+            ck_assert_int_eq(r.u.end.finish, GENERATE_FINISH_CANCELLED);
+            ck_assert_uint_lt(r.u.end.generated_tokens, 4000);
+        }
+        pmsg_free(&r);
+    }
+    ck_assert_msg(ctl_wait_registration(f.c, 20000, &err) == WS_OK, "%s", err.msg);
+    ck_assert_uint_eq(ctl_registrations(f.c), 2);
+    fx_stop(&f);
+}
+END_TEST
+
 START_TEST(silent_worker_is_declared_dead) {
     fx f;
     fx_start(&f, (const char *const[]){"--worker-id", "w-stop", NULL});
@@ -363,6 +398,7 @@ Suite *lifecycle_suite(void) {
     tcase_add_test(tc, killed_worker_is_restarted);
     tcase_add_test(tc, sigterm_drains_in_flight);
     tcase_add_test(tc, environment_twins);
+    tcase_add_test(tc, controller_loss_cancels_after_grace);
     tcase_add_test(tc, silent_worker_is_declared_dead);
     tcase_add_test(tc, tcp_transport);
     tcase_add_test(tc, drain_and_shutdown_commands);

@@ -30,8 +30,8 @@ struct sampler {
     uint32_t *counts; /* (n_vocab) occurrences in the penalty window; all zero between calls */
     cand *cands;      /* (n_vocab) the candidates of step 4 */
     cand *sel;        /* (n_vocab) one bucket of them, sorted */
-    double *mass;     /* (N_BUCKETS) candidate mass per bucket */
-    uint32_t *cnt;    /* (N_BUCKETS) candidates per bucket */
+    double *mass;     /* (N_BUCKETS) candidate mass per bucket; all zero between calls */
+    uint32_t *cnt;    /* (N_BUCKETS) candidates per bucket; all zero between calls */
 };
 
 /* ---- parameters ---- */
@@ -127,8 +127,8 @@ ws_status sampler_new(uint32_t n_vocab, sampler **out, ws_error *err) {
     s->counts = calloc(n_vocab, sizeof *s->counts);
     s->cands = malloc((size_t)n_vocab * sizeof *s->cands);
     s->sel = malloc((size_t)n_vocab * sizeof *s->sel);
-    s->mass = malloc(N_BUCKETS * sizeof *s->mass);
-    s->cnt = malloc(N_BUCKETS * sizeof *s->cnt);
+    s->mass = calloc(N_BUCKETS, sizeof *s->mass);
+    s->cnt = calloc(N_BUCKETS, sizeof *s->cnt);
     if (!s->counts || !s->cands || !s->sel || !s->mass || !s->cnt) goto nomem;
     *out = s;
     return WS_OK;
@@ -269,12 +269,73 @@ static uint32_t gather_bucket(const cand *c, uint32_t n, uint32_t b, cand *out) 
     return k;
 }
 
+/* Steps 4 (top-p) and 5 over the nk candidates whose per-bucket mass and count are filled in;
+ * z is the top-k set's mass and lo the lowest non-empty bucket. */
+static int32_t walk_buckets(sampler *s, const sampler_params *p, uint32_t nk, double z, uint32_t lo,
+                            float u) {
+    const cand *c = s->cands;
+    cand *sel = s->sel;
+    const double *mass = s->mass;
+    const uint32_t *cnt = s->cnt;
+
+    /* top-p: the smallest prefix with mass >= top_p * z. It ends inside bucket cut_b, of which
+     * the first cut_n (sorted, in sel) belong to it. zf is the mass of the final prefix. */
+    uint32_t cut_b = N_BUCKETS, cut_n = 0;
+    double zf = 0.0, target = (double)p->top_p * z;
+    for (uint32_t b = BUCKET_TOP + 1; b-- > lo;) {
+        if (cnt[b] == 0) continue;
+        if (p->top_p < 1.0f && zf + mass[b] >= target) {
+            uint32_t k = gather_bucket(c, nk, b, sel);
+            double cum = zf;
+            cut_b = b;
+            cut_n = k; /* rounding can leave the sorted walk a hair short: the whole bucket */
+            for (uint32_t j = 0; j < k; j++) {
+                cum += sel[j].r;
+                if (cum >= target) {
+                    cut_n = j + 1;
+                    break;
+                }
+            }
+            zf = cum;
+            break;
+        }
+        zf += mass[b];
+    }
+
+    /* Renormalise over the prefix and draw by inverse CDF: find the bucket where the running
+     * mass passes u * zf, then walk it sorted. */
+    double cum = 0.0;
+    target = (double)u * zf;
+    for (uint32_t b = BUCKET_TOP + 1; b-- > lo;) {
+        if (cnt[b] == 0) continue;
+        if (b == cut_b) {
+            for (uint32_t j = 0; j < cut_n; j++) {
+                cum += sel[j].r;
+                if (cum > target) return sel[j].id;
+            }
+            return sel[cut_n - 1].id; /* rounding at the very end of the prefix */
+        }
+        if (cum + mass[b] > target) {
+            uint32_t k = gather_bucket(c, nk, b, sel);
+            for (uint32_t j = 0; j < k; j++) {
+                cum += sel[j].r;
+                if (cum > target) return sel[j].id;
+            }
+            return sel[k - 1].id; /* rounding inside the bucket */
+        }
+        cum += mass[b];
+    }
+    /* Rounding left u * zf at or above the whole mass: the last candidate of the prefix. */
+    uint32_t k = gather_bucket(c, nk, lo, sel);
+    return sel[k - 1].id;
+}
+
 /* Steps 4 and 5 for temperature > 0 (the scaled logits live in the candidates). */
 static int32_t sample_stochastic(sampler *s, const sampler_params *p, const float *logits,
                                  float u) {
     uint32_t n = s->n_vocab;
     float t = p->temperature;
-    cand *c = s->cands, *sel = s->sel;
+    cand *c = s->cands;
     uint32_t nc = n;
     if (p->top_k > 0 && (uint32_t)p->top_k < n) {
         nc = (uint32_t)p->top_k;
@@ -303,67 +364,20 @@ static int32_t sample_stochastic(sampler *s, const sampler_params *p, const floa
         for (uint32_t i = 0; i < nc; i++)
             if (c[i].r >= p->min_p) c[nk++] = c[i];
     }
-    double *mass = s->mass;
-    uint32_t *cnt = s->cnt;
-    memset(mass, 0, N_BUCKETS * sizeof *mass);
-    memset(cnt, 0, N_BUCKETS * sizeof *cnt);
+    uint32_t lo = BUCKET_TOP;
     for (uint32_t i = 0; i < nk; i++) {
         uint32_t b = bucket_of(c[i].r);
-        mass[b] += c[i].r;
-        cnt[b]++;
+        s->mass[b] += c[i].r;
+        s->cnt[b]++;
+        if (b < lo) lo = b;
     }
-
-    /* top-p: the smallest prefix with mass >= top_p * z. It ends inside bucket cut_b, of which
-     * the first cut_n (sorted, in sel) belong to it. zf is the mass of the final prefix. */
-    uint32_t cut_b = N_BUCKETS, cut_n = 0, lowest = 0;
-    double zf = 0.0;
-    for (uint32_t b = BUCKET_TOP + 1; b-- > 0;) {
-        if (cnt[b] == 0) continue;
-        lowest = b;
-        double target = (double)p->top_p * z;
-        if (p->top_p < 1.0f && cut_b == N_BUCKETS && zf + mass[b] >= target) {
-            uint32_t k = gather_bucket(c, nk, b, sel);
-            double cum = zf;
-            cut_b = b;
-            cut_n = k; /* rounding can leave the sorted walk a hair short: the whole bucket */
-            for (uint32_t j = 0; j < k; j++) {
-                cum += sel[j].r;
-                if (cum >= target) {
-                    cut_n = j + 1;
-                    break;
-                }
-            }
-            zf = cum;
-            break;
-        }
-        zf += mass[b];
+    int32_t tok = walk_buckets(s, p, nk, z, lo, u);
+    for (uint32_t i = 0; i < nk; i++) { /* back to all zero, touching only what was used */
+        uint32_t b = bucket_of(c[i].r);
+        s->mass[b] = 0.0;
+        s->cnt[b] = 0;
     }
-
-    /* Renormalise over the prefix and draw by inverse CDF: find the bucket where the running
-     * mass passes u * zf, then walk it sorted. */
-    double target = (double)u * zf, cum = 0.0;
-    for (uint32_t b = BUCKET_TOP + 1; b-- > 0;) {
-        if (cnt[b] == 0) continue;
-        if (b == cut_b) {
-            for (uint32_t j = 0; j < cut_n; j++) {
-                cum += sel[j].r;
-                if (cum > target) return sel[j].id;
-            }
-            return sel[cut_n - 1].id; /* rounding at the very end of the prefix */
-        }
-        if (cum + mass[b] > target) {
-            uint32_t k = gather_bucket(c, nk, b, sel);
-            for (uint32_t j = 0; j < k; j++) {
-                cum += sel[j].r;
-                if (cum > target) return sel[j].id;
-            }
-            return sel[k - 1].id; /* rounding inside the bucket */
-        }
-        cum += mass[b];
-    }
-    /* Rounding left u * zf at or above the whole mass: the last candidate of the prefix. */
-    uint32_t k = gather_bucket(c, nk, lowest, sel);
-    return sel[k - 1].id;
+    return tok;
 }
 
 ws_status sampler_sample(sampler *s, const sampler_params *p, float *logits, const int32_t *history,

@@ -60,8 +60,8 @@ typedef struct {
 
 /* Runs req on seq. Text released through on_chunk never contains a partial stop string or a
  * partial UTF-8 sequence; at the end held-back text that is not part of a stop string is flushed in
- * a final chunk with token -1 (not after a cancel or a stop string). Returns WS_OK for every finish
- * except ERROR (then err says why).
+ * a final chunk with token -1, index n_generated and no sample (not after a cancel or a stop
+ * string). Returns WS_OK for every finish except ERROR (then err says why).
  * - A stop token (tokenizer_stop_ids, unless ignore_eos) ends the loop without a chunk and is not
  *   counted in n_generated.
  * - The penalty window sees req->prompt followed by the generated tokens.

@@ -48,6 +48,8 @@ static ws_status listen_on(controller *c, ws_error *err) {
     transport_options to;
     transport_options_default(&to);
     to.recv_max_bytes = c->opt.max_msg_bytes;
+    to.tls_cert_key_file = c->opt.tls_cert_key_file;
+    to.tls_ca_file = c->opt.tls_ca_file;
     return transport_listen(c->opt.url, &to, &c->tp, err);
 }
 

@@ -23,6 +23,8 @@ typedef struct {
     uint32_t heartbeat_ms;          /* interval given in the ack (500) */
     uint32_t missed_heartbeats;     /* silent this many intervals = dead (4) */
     uint64_t max_msg_bytes;         /* largest message accepted from the worker (16 MiB) */
+    const char *tls_cert_key_file;  /* tls+tcp: the controller's certificate and key (PEM) */
+    const char *tls_ca_file;        /* tls+tcp: CA that worker certificates must chain to */
 } ctl_options;
 
 typedef struct controller controller;

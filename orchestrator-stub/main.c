@@ -14,6 +14,7 @@
 
 typedef struct {
     const char *listen, *worker_bin, *model, *backend, *model_dir, *worker_log, *session;
+    const char *tls_cert, *tls_ca;
     const char *prompts[32], *chats[32];
     int n_prompts, n_chats;
     uint32_t max_tokens, ctx, slots;
@@ -34,7 +35,9 @@ static void usage(FILE *out) {
             "  --worker-log FILE   the worker's log (default: inherit stderr)\n"
             "  --max-tokens N      (128)   --temperature T (0 = greedy)   --seed S (0)\n"
             "  --ctx N             context per sequence   --slots N   --session ID\n"
-            "  --show-special      print special tokens\n");
+            "  --show-special      print special tokens\n"
+            "  --tls-cert FILE     tls+tcp: this controller's certificate and key (PEM)\n"
+            "  --tls-ca FILE       tls+tcp: the CA the started worker verifies us with\n");
 }
 
 static int parse_args(int argc, char **argv, stub_args *a) {
@@ -71,6 +74,10 @@ static int parse_args(int argc, char **argv, stub_args *a) {
             a->worker_log = v;
         else if (strcmp(k, "--session") == 0)
             a->session = v;
+        else if (strcmp(k, "--tls-cert") == 0)
+            a->tls_cert = v;
+        else if (strcmp(k, "--tls-ca") == 0)
+            a->tls_ca = v;
         else if (strcmp(k, "--prompt") == 0 && a->n_prompts < 32)
             a->prompts[a->n_prompts++] = v;
         else if (strcmp(k, "--chat") == 0 && a->n_chats < 32)
@@ -281,8 +288,14 @@ int main(int argc, char **argv) {
     }
     char slots[16];
     snprintf(slots, sizeof slots, "%u", a.slots ? a.slots : 2);
-    const char *wargs[] = {"--backend", a.backend,     "--slots",
-                           slots,       "--model-dir", a.model_dir ? a.model_dir : ".",
+    const char *wargs[] = {"--backend",
+                           a.backend,
+                           "--slots",
+                           slots,
+                           "--model-dir",
+                           a.model_dir ? a.model_dir : ".",
+                           a.tls_ca ? "--tls-ca" : NULL,
+                           a.tls_ca,
                            NULL};
     ctl_options o;
     ctl_options_default(&o);
@@ -290,6 +303,7 @@ int main(int argc, char **argv) {
     o.worker_bin = a.external ? NULL : a.worker_bin;
     o.worker_args = wargs;
     o.worker_log = a.worker_log;
+    o.tls_cert_key_file = a.tls_cert;
     controller *c = NULL;
     ws_error err = {{0}};
     double t_spawn = now_ms();

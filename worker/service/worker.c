@@ -292,7 +292,8 @@ int worker_serve(const worker_config *c, volatile sig_atomic_t *signals) {
               engine_backend_name(w.backend), c->slots, c->queue);
     set_state(&w, PSTATE_IDLE);
     uint64_t seen_conn = 0, hb_seq = 0;
-    int64_t next_hb = 0, lost_since = 0, drain_until = 0;
+    int64_t next_hb = 0, lost_since = 0, drain_until = 0, next_warn = 0;
+    bool loss_handled = false;
     run_mode mode = RUN_ON;
     uint32_t drain_ms = c->drain_ms;
     int exit_code = 0;
@@ -310,11 +311,21 @@ int worker_serve(const worker_config *c, volatile sig_atomic_t *signals) {
         }
         if (transport_connected(w.tp)) {
             lost_since = 0;
+            loss_handled = false;
         } else if (!lost_since) {
             lost_since = now;
-        } else if (now - lost_since > (int64_t)c->grace_ms * 1000000) {
+            next_warn = now + 5000000000LL;
+        } else if (now > next_warn) { /* nng retries quietly: say so, every 10 s */
+            log_event(LOG_WARN, 0, "controller.unreachable",
+                      "no connection to %s for %lld s (retrying; for tls+tcp check --tls-ca and "
+                      "that the certificate names the host)",
+                      c->controller_url, (long long)((now - lost_since) / 1000000000));
+            next_warn = now + 10000000000LL;
+        }
+        if (lost_since && !loss_handled && now - lost_since > (int64_t)c->grace_ms * 1000000) {
             uint32_t running, queued;
             sched_counts(w.sched, &running, &queued);
+            loss_handled = true;
             if (running || queued) {
                 log_event(LOG_WARN, 0, "controller.lost", "cancelling %u running, %u queued",
                           running, queued);

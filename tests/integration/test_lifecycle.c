@@ -376,15 +376,22 @@ START_TEST(drain_and_shutdown_commands) {
 }
 END_TEST
 
-START_TEST(cuda_without_device_is_refused) {
-    /* Asking for CUDA where there is none must fail loudly, never fall back to the CPU. */
-    if (access("/dev/nvidia0", F_OK) == 0) return;
-    char cmd[512];
-    snprintf(cmd, sizeof cmd,
-             "'%s' serve --controller ipc:///tmp/orcd-none.ipc --worker-id x --backend cuda "
-             "2>&1 | grep -q 'not available'",
-             FX_WORKER);
-    ck_assert_int_eq(system(cmd), 0);
+START_TEST(backend_choice_is_explicit) {
+    /* auto picks CUDA exactly when a device is usable, and says so in the registration; asking
+     * for CUDA where there is none fails loudly instead of falling back to the CPU. */
+    bool cuda = engine_backend_available(ENGINE_CUDA);
+    fx f;
+    fx_start(&f, (const char *const[]){"--worker-id", "w-auto", "--backend", "auto", NULL});
+    ck_assert_str_eq(ctl_registration(f.c)->backend, cuda ? "cuda" : "cpu");
+    fx_stop(&f);
+    if (!cuda) {
+        char cmd[512];
+        snprintf(cmd, sizeof cmd,
+                 "'%s' serve --controller ipc:///tmp/orcd-none.ipc --worker-id x --backend cuda "
+                 "2>&1 | grep -q 'not available'",
+                 FX_WORKER);
+        ck_assert_int_eq(system(cmd), 0);
+    }
 }
 END_TEST
 
@@ -402,7 +409,7 @@ Suite *lifecycle_suite(void) {
     tcase_add_test(tc, silent_worker_is_declared_dead);
     tcase_add_test(tc, tcp_transport);
     tcase_add_test(tc, drain_and_shutdown_commands);
-    tcase_add_test(tc, cuda_without_device_is_refused);
+    tcase_add_test(tc, backend_choice_is_explicit);
     suite_add_tcase(s, tc);
     return s;
 }

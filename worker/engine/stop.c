@@ -105,6 +105,7 @@ ws_status stop_push(stop_matcher *m, const char *text, size_t len, const char **
     if (m->matched) return WS_OK;
     ws_status st = reserve(&m->held, &m->cap_held, m->n_held + len, err);
     if (st != WS_OK) return st;
+    if (len == 0 && m->n_held == 0) return WS_OK; /* nothing held, nothing new */
     if (len) memcpy(m->held + m->n_held, text, len);
     m->n_held += len;
 
@@ -129,7 +130,7 @@ ws_status stop_push(stop_matcher *m, const char *text, size_t len, const char **
     if (m->matched)
         m->n_held = 0;
     else {
-        memmove(m->held, m->held + cut, keep);
+        if (keep) memmove(m->held, m->held + cut, keep);
         m->n_held = keep;
     }
     *out = cut ? m->out : "";

@@ -2,7 +2,7 @@
 """test_tokenize.py: the tokenize and detokenize commands as users run them.
 
 Checks, against references nobody here wrote: llama.cpp's 46 published Qwen2 vectors through
---split; the generated vectors of the JavaScript reference (scripts/tokref/gen.js) in batches
+--split; the generated vectors of the JavaScript reference (scripts/tokref/gen.js, soup.py) in batches
 through --split and --special; --chat against conversations rendered by the reference's Jinja run
 of the upstream template; detokenize back to the exact bytes; and the error exits.
 
@@ -15,6 +15,7 @@ SRC, BUILD = sys.argv[1], sys.argv[2]
 BIN = os.path.join(BUILD, "bin", "worker-orcd")
 VOCAB = os.path.join(BUILD, "testdata", "tokenizer", "qwen2.5-vocab.gguf")
 VECTORS = os.path.join(BUILD, "testdata", "tokenizer", "lenml-qwen2.5.tsv")
+SOUP = os.path.join(BUILD, "testdata", "tokenizer", "lenml-qwen2.5-soup.tsv")
 CHATS = os.path.join(BUILD, "testdata", "tokenizer", "lenml-qwen2.5-chat.tsv")
 DATA = os.path.join(SRC, "tests", "data", "tokenizer")
 MARK = "__tokref_case__"
@@ -50,9 +51,9 @@ def published_vectors():
     check(same == 46, "published vectors: %d of 46 match" % same)
 
 
-def load_vectors():
+def load_vectors(path):
     cases = []
-    with open(VECTORS) as f:
+    with open(path) as f:
         for line in f:
             mode, text, ids, nfc = line.rstrip("\n").split("\t")
             text = bytes.fromhex(text)
@@ -64,6 +65,8 @@ def load_vectors():
 def generated_vectors(cases):
     for mode, flags in (("T", []), ("P", ["--special"])):
         batch = [c for c in cases if c[0] == mode and MARK.encode() not in c[1]]
+        if not batch:
+            continue
         data = b"".join(c[1] + b"\n" + MARK.encode() + b"\n" for c in batch)
         r = run(["tokenize", "-m", VOCAB, "--split", MARK] + flags, data)
         check(r.returncode == 0, "batch %s exit %d: %s" % (mode, r.returncode, r.stderr))
@@ -126,13 +129,14 @@ def errors():
 
 
 def main():
-    for path in (BIN, VOCAB, VECTORS, CHATS):
+    for path in (BIN, VOCAB, VECTORS, SOUP, CHATS):
         if not os.path.exists(path):
             print("skipped: %s is missing" % path)
             return 77
     published_vectors()
-    cases = load_vectors()
+    cases = load_vectors(VECTORS)
     generated_vectors(cases)
+    generated_vectors(load_vectors(SOUP))
     detokenize(cases)
     chat()
     errors()

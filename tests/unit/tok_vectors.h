@@ -16,6 +16,13 @@
 
 #define TOK_VOCAB_GGUF WORKER_TEST_DATA_BUILD "/tokenizer/qwen2.5-vocab.gguf"
 
+/* The encode vector sets: gen.js's categories, and soup.py's random strings over all of
+ * Unicode. */
+static const char *const tv_case_files[] = {
+    WORKER_TEST_DATA_BUILD "/tokenizer/lenml-qwen2.5.tsv",
+    WORKER_TEST_DATA_BUILD "/tokenizer/lenml-qwen2.5-soup.tsv",
+};
+
 typedef struct {
     char *p;
     size_t n;

@@ -47,16 +47,22 @@ void turn_release(turn_lock *t) {
 
 /* ---- sending ---- */
 
+/* Sends what pmsg_encode produced (st, buf, len) and frees buf. */
+static void send_encoded(worker *w, const pmsg *m, ws_status st, uint8_t *buf, size_t len,
+                         ws_error *err) {
+    if (st == WS_OK) st = transport_send(w->tp, buf, len, err);
+    if (st != WS_OK)
+        log_event(LOG_WARN, m->request_id, "send.failed", "%s: %s", pmsg_kind_name(m->kind),
+                  err->msg);
+    free(buf);
+}
+
 void worker_send(worker *w, const pmsg *m) {
     uint8_t *buf = NULL;
     size_t len = 0;
     ws_error err = {{0}};
     ws_status st = pmsg_encode(m, &buf, &len, &err);
-    if (st == WS_OK) st = transport_send(w->tp, buf, len, &err);
-    if (st != WS_OK)
-        log_event(LOG_WARN, m->request_id, "send.failed", "%s: %s", pmsg_kind_name(m->kind),
-                  err.msg);
-    free(buf);
+    send_encoded(w, m, st, buf, len, &err);
 }
 
 void worker_send_error(worker *w, uint64_t request_id, ws_status code, const char *field,
@@ -102,8 +108,14 @@ static void send_status(worker *w, pmsg_kind kind, uint64_t request_id, uint64_t
     } else {
         worker_status_fill(w, &m.u.status, running, queued);
     }
-    worker_send(w, &m); /* under mu: the strings it points at stay put */
+    /* Encoded under mu (the strings point into w), sent after: a slow controller must not
+     * hold up the slots, which take mu too. */
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    ws_error err = {{0}};
+    ws_status st = pmsg_encode(&m, &buf, &len, &err);
     pthread_mutex_unlock(&w->mu);
+    send_encoded(w, &m, st, buf, len, &err);
 }
 
 static void send_register(worker *w) {
@@ -125,10 +137,15 @@ static void send_register(worker *w) {
     r->state = w->state;
     r->model_path = w->lm ? w->lm->path : "";
     r->pid = (uint32_t)getpid();
-    worker_send(w, &m);
+    pstate state = r->state;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    ws_error err = {{0}};
+    ws_status st = pmsg_encode(&m, &buf, &len, &err);
     pthread_mutex_unlock(&w->mu);
-    log_event(LOG_INFO, 0, "register.sent", "backend=%s state=%s", r->backend,
-              pstate_name(r->state));
+    send_encoded(w, &m, st, buf, len, &err);
+    log_event(LOG_INFO, 0, "register.sent", "backend=%s state=%s", engine_backend_name(w->backend),
+              pstate_name(state));
 }
 
 static void set_state(worker *w, pstate s) {

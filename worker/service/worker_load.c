@@ -211,16 +211,22 @@ void worker_load_join(worker *w) {
     atomic_store(&w->load_done, false);
 }
 
-void worker_on_load(worker *w, const pmsg *m) {
-    uint32_t running, queued;
+/* A load thread that left the LOADING state is finishing its reply (which may point into the
+ * new model): wait for it before anything could replace or free that model. */
+static void join_finishing_load(worker *w) {
     pthread_mutex_lock(&w->mu);
     bool finishing = w->load_running && w->state != PSTATE_LOADING;
     pthread_mutex_unlock(&w->mu);
-    if (finishing) { /* the previous load replied and is about to end */
+    if (finishing) {
         pthread_join(w->load_thread, NULL);
         w->load_running = false;
         atomic_store(&w->load_done, false);
     }
+}
+
+void worker_on_load(worker *w, const pmsg *m) {
+    uint32_t running, queued;
+    join_finishing_load(w);
     sched_counts(w->sched, &running, &queued);
     if (!atomic_load(&w->in_flight)) running = queued = 0; /* finished, thread still unwinding */
     pthread_mutex_lock(&w->mu);
@@ -258,6 +264,7 @@ fail:
 
 void worker_on_unload(worker *w, const pmsg *m) {
     uint32_t running, queued;
+    join_finishing_load(w);
     sched_counts(w->sched, &running, &queued);
     if (!atomic_load(&w->in_flight)) running = queued = 0; /* finished, thread still unwinding */
     pthread_mutex_lock(&w->mu);

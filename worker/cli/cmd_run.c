@@ -369,6 +369,7 @@ int cmd_run(int argc, char **argv) {
     }
     struct sigaction sa = {0}, old_sa;
     sa.sa_handler = on_sigint;
+    sa.sa_flags = SA_RESTART; /* a write in progress completes; the loop stops at the next token */
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, &old_sa);
     generate_stats st;

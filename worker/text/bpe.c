@@ -197,7 +197,7 @@ static struct bpe_cached *cache_slot(bpe_work *w, const char *piece, size_t len,
     }
 }
 
-/* Remembers the ids[first..n) of piece; a cache that is full or cannot grow is left as it is. */
+/* Remembers ids[0..n_ids) for piece; a cache that is full or cannot grow is left as it is. */
 static void cache_put(bpe_work *w, struct bpe_cached *slot, const char *piece, size_t len,
                       uint64_t h, const int32_t *ids, size_t n_ids) {
     if (w->cache_count >= CACHE_MAX_ENTRIES || n_ids > UINT8_MAX) return;

@@ -445,6 +445,91 @@ START_TEST(health_answered_during_generation) {
 }
 END_TEST
 
+/* tests/data/goldens/ta-q8_0.json, prompt "one": [785] continues greedily with token 22 (top-1
+ * margins >= 0.49). */
+static const int32_t ONE_IDS[] = {785};
+#define ONE_GREEDY 22
+
+START_TEST(concurrent_slots_match_goldens) {
+    fx f;
+    fx_start(&f, (const char *const[]){"--worker-id", "w-slots", "--slots", "2", NULL});
+    fx_load(&f, FX_MODEL);
+    /* Two requests share the engine token by token; each must still equal its golden. */
+    uint64_t ids[2];
+    pmsg m;
+    ws_error err = {{0}};
+    pmsg_init(&m, PMSG_INFER, 0);
+    m.u.infer = fx_ids_request(SHORT_IDS, N_SHORT, 16);
+    ids[0] = ctl_send(f.c, &m, &err);
+    pmsg_init(&m, PMSG_INFER, 0);
+    m.u.infer = fx_ids_request(ONE_IDS, 1, 16);
+    m.u.infer.sampling.n_logprobs = 3;
+    ids[1] = ctl_send(f.c, &m, &err);
+    int ended = 0, n[2] = {0, 0};
+    while (ended < 2) {
+        pmsg r;
+        ck_assert_msg(ctl_next(f.c, 30000, &r, &err) == WS_OK, "%s", err.msg);
+        int k = r.request_id == ids[0] ? 0 : (r.request_id == ids[1] ? 1 : -1);
+        ck_assert_int_ge(k, 0);
+        if (r.kind == PMSG_TOKEN_CHUNK && r.u.chunk.n_tokens) {
+            int32_t want = k == 0 ? SHORT_GREEDY[n[k]] : ONE_GREEDY;
+            ck_assert_int_eq(r.u.chunk.tokens[0], want);
+            ck_assert_uint_eq(r.u.chunk.index, n[k]);
+            if (k == 1) { /* greedy: the chosen token is the most likely alternative */
+                ck_assert_uint_eq(r.u.chunk.n_logprobs, 1);
+                ck_assert_uint_eq(r.u.chunk.logprobs[0].n_top, 3);
+                ck_assert_int_eq(r.u.chunk.logprobs[0].top_tokens[0], want);
+                ck_assert(r.u.chunk.logprobs[0].logprob <= 0.0f);
+            } else {
+                ck_assert_uint_eq(r.u.chunk.n_logprobs, 0);
+            }
+            n[k]++;
+        } else if (r.kind == PMSG_STREAM_END) {
+            ck_assert_int_eq(r.u.end.finish, GENERATE_FINISH_LENGTH);
+            ended++;
+        } else {
+            ck_assert_msg(r.kind == PMSG_TOKEN_CHUNK, "unexpected %s", pmsg_kind_name(r.kind));
+        }
+        pmsg_free(&r);
+    }
+    ck_assert_int_eq(n[0], 16);
+    ck_assert_int_eq(n[1], 16);
+    fx_stop(&f);
+}
+END_TEST
+
+START_TEST(stop_string_ends_stream) {
+    fx f;
+    fx_start(&f, (const char *const[]){"--worker-id", "w-stop", NULL});
+    fx_load(&f, FX_MODEL);
+    /* The golden continuation repeats token 682; a stop string spanning two of its copies ends
+     * the stream after the second, and is not emitted. */
+    pinfer in = fx_ids_request(SHORT_IDS, N_SHORT, 16);
+    fx_stream s;
+    fx_stream_init(&s);
+    pstream_end end;
+    ws_error err = {{0}};
+    char field[PROTO_MAX_FIELD];
+    ck_assert_int_eq(ctl_infer(f.c, &in, 30000, fx_collect, &s, &end, field, &err), WS_OK);
+    s.text[s.n_text] = 0;
+    size_t piece = s.n_text / 16; /* every token has the same text */
+    ck_assert_uint_gt(piece, 1);
+    char stop[64];
+    snprintf(stop, sizeof stop, "%.*s%.*s", (int)piece - 1, s.text + 1, 1, s.text);
+    in.stop[0] = stop;
+    in.n_stop = 1;
+    fx_stream t;
+    fx_stream_init(&t);
+    ck_assert_int_eq(ctl_infer(f.c, &in, 30000, fx_collect, &t, &end, field, &err), WS_OK);
+    ck_assert_int_eq(end.finish, GENERATE_FINISH_STOP_STRING);
+    ck_assert_uint_eq(end.generated_tokens, 2);
+    t.text[t.n_text] = 0;
+    ck_assert_uint_eq(t.n_text, 1); /* only the first byte precedes the stop string */
+    ck_assert_int_eq(t.text[0], s.text[0]);
+    fx_stop(&f);
+}
+END_TEST
+
 Suite *service_suite(void) {
     Suite *s = suite_create("service");
     TCase *tc = tcase_create("core");
@@ -460,6 +545,8 @@ Suite *service_suite(void) {
     tcase_add_test(tc, overload_rejected);
     tcase_add_test(tc, deadline_exceeded);
     tcase_add_test(tc, health_answered_during_generation);
+    tcase_add_test(tc, concurrent_slots_match_goldens);
+    tcase_add_test(tc, stop_string_ends_stream);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -51,9 +51,9 @@ void quant_dequantize_row(ggml_type t, const void *src, float *dst, int64_t n);
  * dequantized weights (no rounding of x). */
 float quant_dot_row(ggml_type t, const void *row, const float *x, int64_t n);
 
-/* Quantizes n F32 elements (a whole number of blocks) into dst. For Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0
- * the bytes equal the reference quantizer's; k-quants follow the reference layout. Fails only for
- * types it cannot write. */
+/* Quantizes n F32 elements (a whole number of blocks) into dst. For every block type the bytes
+ * equal the reference quantizer's (llama.cpp's quantize_row_*_ref, no importance matrix). Fails
+ * only for types it cannot write or a length that is not a whole number of blocks. */
 ws_status quant_quantize_row(ggml_type t, const float *src, void *dst, int64_t n, ws_error *err);
 
 /* IEEE half and bfloat16 conversions (round to nearest even). */

@@ -335,7 +335,8 @@ static ws_status do_op(controller *c, const jval *req, FILE *out, char *field, w
     if (strcmp(op->str, "load") == 0) {
         const jval *model = jget(req, "model", J_STR);
         if (!model) return ws_fail(err, WS_ERR_INVALID_ARG, "load: missing \"model\"");
-        pload l = {model->str, (uint32_t)num_or(req, "ctx", 0), 0, 0};
+        pload l = {model->str, (uint32_t)num_or(req, "ctx", 0),
+                   (uint32_t)num_or(req, "sessions", 0), 0};
         pmsg r;
         ws_status st = ctl_load(c, &l, 600000, NULL, NULL, &r, err);
         if (st != WS_OK) return st;
@@ -360,10 +361,11 @@ static ws_status do_op(controller *c, const jval *req, FILE *out, char *field, w
         fprintf(out,
                 "{\"event\":\"status\",\"state\":\"%s\",\"running\":%u,\"queued\":%u,"
                 "\"sessions\":%u,\"weights_bytes\":%llu,\"kv_bytes\":%llu,"
-                "\"requests\":%llu",
+                "\"requests\":%llu,\"reason\":",
                 pstate_name(s->state), s->running, s->queued, s->sessions,
                 (unsigned long long)s->memory.weights, (unsigned long long)s->memory.kv_cache,
                 (unsigned long long)s->counters.requests);
+        json_print_string(out, s->reason, strlen(s->reason));
         print_tag(out, req);
         fputs("}\n", out);
         pmsg_free(&r);

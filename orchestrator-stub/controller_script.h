@@ -16,7 +16,7 @@ void json_print_string(FILE *out, const char *s, size_t n);
  *   {"op":"infer", "prompt":"..." | "messages":[{"role":"user","content":"..."}] | "tokens":[...],
  *    "max_tokens":N, "temperature":T, "top_k":K, "top_p":P, "seed":S, "stop":["..."],
  *    "session":"...", "timeout_ms":N, "logprobs":N}
- *   {"op":"load", "model":"...", "ctx":N}   {"op":"unload"}   {"op":"health"}
+ *   {"op":"load", "model":"...", "ctx":N, "sessions":N}   {"op":"unload"}   {"op":"health"}
  *   {"op":"reset", "session":"..."} (all sessions without "session")
  * and prints events: chunk, end, error, loaded, status, ack, each with the line's "tag" when given.
  * Returns 0 when every request succeeded, 1 otherwise. */

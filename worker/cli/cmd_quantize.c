@@ -24,10 +24,11 @@ static void usage(FILE *out) {
         "usage: worker-orcd quantize IN.gguf OUT.gguf TYPE [--threads N]\n"
         "       worker-orcd quantize --compare FILE.gguf ORIGINAL.gguf\n\n"
         "TYPE: %s\n"
-        "Norms and biases stay F32. Rows that a k-quant block does not divide fall back to\n"
-        "Q5_0 (q4_k), Q5_1 (q5_k), Q8_0 (q6_k) or Q4_0 (q2_k, q3_k). The _m mixes give Q6_K to\n"
-        "the output matrix and to attn_v/ffn_down of some layers. Prints, per block type, the\n"
-        "RMS error of the dequantized weights against the input.\n"
+        "Norms and biases stay F32; below 8 bits the output matrix gets Q6_K; q2_k, q3_k_m,\n"
+        "q4_k_m and q5_k_m give some layer matrices other types, as llama.cpp's mixes of those\n"
+        "names do (q4_k and q5_k are plain). Rows that a k-quant block does not divide fall\n"
+        "back to Q5_0 (Q4_K), Q5_1 (Q5_K), Q8_0 (Q6_K) or Q4_0 (Q2_K, Q3_K). Prints, per block\n"
+        "type, the RMS error of the dequantized weights against the input.\n"
         "--compare prints the same table for FILE's tensors against ORIGINAL's.\n",
         convert_target_names());
 }

@@ -231,6 +231,12 @@ static ws_status alloc_scratch(cu_engine *e, ws_error *err) {
     uint64_t rows = LM_LOGITS_BYTES / ((uint64_t)e->n_vocab * 4u);
     e->lm_rows_n = (int)(rows < 1 ? 1 : rows > P ? P : rows);
     e->sample_ws_bytes = kq_sample_scratch_bytes(e->n_vocab);
+    {
+        const uint64_t per_key = (uint64_t)e->geom.n_head * P * 4u;
+        uint64_t keys = ATT_SCORES_BYTES / per_key;
+        if (keys > (uint64_t)e->max_ctx) keys = (uint64_t)e->max_ctx;
+        e->att_s_elems = keys * e->geom.n_head * P;
+    }
     const uint64_t part = (uint64_t)e->geom.n_head * e->dec_split * (e->geom.head_dim + 2);
     struct {
         void **p;
@@ -250,6 +256,7 @@ static ws_status alloc_scratch(cu_engine *e, ws_error *err) {
         {(void **)&e->wdeq, wmax * 2},
         {(void **)&e->lm_rows, (uint64_t)e->lm_rows_n * e->n_vocab * 4},
         {(void **)&e->part, part * 4},
+        {(void **)&e->att_s, e->att_s_elems * 4},
         {(void **)&e->counters, (uint64_t)e->geom.n_head * 4},
         {&e->argmax_ws, kq_argmax_scratch_bytes(e->n_vocab)},
         {&e->sample_ws, e->sample_ws_bytes},
@@ -303,6 +310,7 @@ static void cu_free(engine *base) {
     cudaFreeHost(e->h_tokens);
     cudaFreeHost(e->h_pen);
     cudaFreeHost(e->h_sample_out);
+    if (e->params_done) cudaEventDestroy(e->params_done);
     if (e->st) cudaStreamDestroy(e->st);
     free(e->layers);
     free(e->slot_used);
@@ -340,7 +348,8 @@ static ws_status cu_open(const qwen2_model *m, const engine_options *opt, engine
     e->geom.head_dim = (int)c->head_dim;
     e->geom.max_ctx = e->max_ctx;
     {
-        const int s = (e->max_ctx + 255) / 256;
+        /* 64 keys a split up to 2048 positions, then 32 splits */
+        const int s = (e->max_ctx + 63) / 64;
         e->dec_split = s < 1 ? 1 : s > 32 ? 32 : s;
     }
     if ((ce = cudaSetDevice(e->device)) != cudaSuccess) {
@@ -349,6 +358,10 @@ static ws_status cu_open(const qwen2_model *m, const engine_options *opt, engine
     }
     if ((ce = cudaStreamCreateWithFlags(&e->st, cudaStreamNonBlocking)) != cudaSuccess) {
         st = cu_fail(e, err, ce, "creating a stream");
+        goto fail;
+    }
+    if ((ce = cudaEventCreateWithFlags(&e->params_done, cudaEventDisableTiming)) != cudaSuccess) {
+        st = cu_fail(e, err, ce, "creating an event");
         goto fail;
     }
     if ((bs = cublasCreate(&e->blas)) != CUBLAS_STATUS_SUCCESS ||

@@ -21,6 +21,7 @@ extern "C" {
 #define PREFILL_CHUNK 512           /* tokens per prefill pass */
 #define LM_ROW_CHUNK 16384          /* vocabulary rows dequantized at once for all-logits prefill */
 #define LM_LOGITS_BYTES (64u << 20) /* budget of the all-logits staging rows */
+#define ATT_SCORES_BYTES (64u << 20) /* budget of the prefill attention scores */
 
 typedef struct {
     kq_mat wq, wk, wv, wo, w_gate, w_up, w_down; /* wq/wk/wv carry their biases */
@@ -56,6 +57,8 @@ typedef struct {
     void *d_scratch;
     uint64_t scratch_bytes;
     float *x, *xn32, *qkv, *q, *att32, *gate, *up, *ff32, *lm_rows, *part;
+    float *att_s; /* prefill attention scores (n_head, PREFILL_CHUNK, <= att_s_ctx) */
+    uint64_t att_s_elems;
     __half *xn16, *att16, *ff16, *wdeq;
     uint64_t wdeq_elems;
     int lm_rows_n;
@@ -74,6 +77,7 @@ typedef struct {
 
     /* the decode step as a graph */
     cudaGraphExec_t graph;
+    cudaEvent_t params_done; /* recorded after the last copy out of h_params */
     int dec_split;
 } cu_engine;
 

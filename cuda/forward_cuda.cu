@@ -12,6 +12,7 @@
  * Prefill runs chunks of PREFILL_CHUNK tokens: RMSNorm, cuBLAS GEMMs (F16 weights directly,
  * other block types dequantized to an F16 scratch, F32 weights in FP32; FP32 accumulation and
  * FP32 outputs), the rotary/KV epilogue, attention, residual updates through beta = 1. */
+#include <math.h>
 #include <string.h>
 
 #include "engine_cuda.h"
@@ -77,6 +78,8 @@ ws_status cu_decode(engine_seq *const *seqs, const int32_t *tokens, uint32_t n_s
     cu_engine *e = (cu_engine *)seqs[0]->eng;
     if (e->fatal) return ws_fail(err, WS_ERR_DEVICE_FATAL, "the CUDA engine hit a sticky error");
     CU_CHECK(e, err, cudaSetDevice(e->device), "selecting the CUDA device");
+    /* the pinned parameters of the previous call must have been copied before they change */
+    CU_CHECK(e, err, cudaEventSynchronize(e->params_done), "decode parameters");
     for (uint32_t i = 0; i < n_seqs; i++) {
         const cu_seq *s = (const cu_seq *)seqs[i];
         cu_params_for(e, s->slot, tokens[i], (int32_t)s->base.n_past, &e->h_params[i]);
@@ -87,6 +90,8 @@ ws_status cu_decode(engine_seq *const *seqs, const int32_t *tokens, uint32_t n_s
                  cudaMemcpyAsync(e->d_params, &e->h_params[i], sizeof(kq_params),
                                  cudaMemcpyHostToDevice, e->st),
                  "decode parameters");
+        if (i + 1 == n_seqs)
+            CU_CHECK(e, err, cudaEventRecord(e->params_done, e->st), "decode parameters");
         CU_CHECK(e, err, cudaGraphLaunch(e->graph, e->st), "launching the decode graph");
         if (logits)
             CU_CHECK(e, err,
@@ -95,7 +100,9 @@ ws_status cu_decode(engine_seq *const *seqs, const int32_t *tokens, uint32_t n_s
                                      (size_t)e->n_vocab * 4, cudaMemcpyDeviceToHost, e->st),
                      "copying logits");
     }
-    CU_CHECK(e, err, cudaStreamSynchronize(e->st), "decode");
+    /* Without logits to return nothing waits here: the next call on the stream (engine_sample
+     * or another step) runs after this one, and reports any error of it. */
+    if (logits) CU_CHECK(e, err, cudaStreamSynchronize(e->st), "decode");
     return WS_OK;
 }
 
@@ -143,8 +150,47 @@ static ws_status gemm(cu_engine *e, const kq_mat *w, int n_tok, const float *x32
     return WS_OK;
 }
 
-/* One chunk of n tokens whose first position is pos; the embeddings are in e->x. */
-static ws_status prefill_layers(cu_engine *e, int n, ws_error *err) {
+/* Causal attention of the chunk's n queries at pos0.. against the cache of layer l: FP32 scores
+ * by strided-batched SGEMM (one batch per KV head, its query heads sharing K), the causal softmax,
+ * FP32 SGEMM with V; att16 gets the F16 copy for the output projection. Falls back to the
+ * attention kernel when the scores would not fit their scratch. */
+static ws_status prefill_attention(cu_engine *e, int n, int pos0, int l, const kq_params *hp,
+                                   ws_error *err) {
+    const int L = pos0 + n, hd = e->geom.head_dim, group = e->geom.n_head / e->geom.n_head_kv;
+    if ((uint64_t)e->geom.n_head * n * L > e->att_s_elems) {
+        LAUNCH(e, err,
+               kq_attention(e->q, n, e->d_params, &e->geom, l, 1, e->part, e->counters, e->att32,
+                            e->att16, e->st),
+               "attention");
+        return WS_OK;
+    }
+    const size_t layer_off = (size_t)l * e->max_ctx * e->kv_dim;
+    const float *K = hp->k + layer_off, *V = hp->v + layer_off;
+    const float scale = 1.0f / sqrtf((float)hd), one = 1.0f, zero = 0.0f;
+    const long long sS = (long long)L * n;
+    for (int g = 0; g < e->geom.n_head_kv; g++) {
+        /* S_h (L x n, col-major) = K_g^T-view . Q_h: keys along rows, queries along columns */
+        const cublasStatus_t bs = cublasSgemmStridedBatched(
+            e->blas, CUBLAS_OP_T, CUBLAS_OP_N, L, n, hd, &scale, K + (size_t)g * hd, e->kv_dim, 0,
+            e->q + (size_t)g * group * hd, e->q_dim, hd, &zero, e->att_s + (size_t)g * group * sS,
+            L, sS, group);
+        if (bs != CUBLAS_STATUS_SUCCESS) return cu_blas_fail(e, err, bs, "attention scores");
+    }
+    LAUNCH(e, err, kq_softmax_causal(e->att_s, e->geom.n_head, n, L, pos0, e->st), "softmax");
+    for (int g = 0; g < e->geom.n_head_kv; g++) {
+        /* O_h^T (hd x n) = V_g (hd x L, col-major view of the cache) . P_h (L x n) */
+        const cublasStatus_t bs = cublasSgemmStridedBatched(
+            e->blas, CUBLAS_OP_N, CUBLAS_OP_N, hd, n, L, &one, V + (size_t)g * hd, e->kv_dim, 0,
+            e->att_s + (size_t)g * group * sS, L, sS, &zero, e->att32 + (size_t)g * group * hd,
+            e->q_dim, hd, group);
+        if (bs != CUBLAS_STATUS_SUCCESS) return cu_blas_fail(e, err, bs, "attention values");
+    }
+    LAUNCH(e, err, kq_f32_to_f16(e->att32, (long)n * e->q_dim, e->att16, e->st), "attention f16");
+    return WS_OK;
+}
+
+/* One chunk of n tokens whose first position is pos0; the embeddings are in e->x. */
+static ws_status prefill_layers(cu_engine *e, int n, int pos0, const kq_params *hp, ws_error *err) {
     const kq_params *p = e->d_params;
     const int W = e->q_dim + 2 * e->kv_dim;
     for (int l = 0; l < e->n_layer; l++) {
@@ -162,10 +208,7 @@ static ws_status prefill_layers(cu_engine *e, int n, ws_error *err) {
             e, err,
             kq_rope_kv(e->qkv, L->wq.bias, L->wk.bias, L->wv.bias, n, p, &e->geom, l, e->q, e->st),
             "rotary and KV append");
-        LAUNCH(e, err,
-               kq_attention(e->q, n, p, &e->geom, l, 1, e->part, e->counters, e->att32, e->att16,
-                            e->st),
-               "attention");
+        if ((st = prefill_attention(e, n, pos0, l, hp, err)) != WS_OK) return st;
         if ((st = gemm(e, &L->wo, n, e->att32, e->att16, e->x, e->n_embd, 1.0f, err)) != WS_OK)
             return st;
         LAUNCH(e, err, kq_rmsnorm(e->x, L->ffn_norm, n, e->n_embd, e->eps, e->xn32, e->xn16, e->st),
@@ -224,7 +267,7 @@ ws_status cu_prefill(engine_seq *s, const int32_t *tokens, uint32_t n, bool all_
                  "prefill parameters");
         LAUNCH(e, err, kq_embed(&e->tok_embd, e->d_tokens, e->d_params, m, e->x, e->st),
                "embedding");
-        ws_status st = prefill_layers(e, m, err);
+        ws_status st = prefill_layers(e, m, (int)(s->n_past + c0), &e->h_params[0], err);
         if (st != WS_OK) return st;
         if (all_logits && logits) {
             st = prefill_all_logits(e, m, logits + (size_t)c0 * e->n_vocab, err);

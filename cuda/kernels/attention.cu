@@ -38,6 +38,8 @@ template <int HD> __global__ void __launch_bounds__(ATT_WARPS * 32) attention_ke
     const int h = blockIdx.x, s = blockIdx.y, t = blockIdx.z;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int kvh = h / (a.n_head / a.n_head_kv), kv_dim = a.n_head_kv * HD;
+    kq_wait_prior();
+    kq_allow_next();
     const int len = a.p->pos + t + 1;
     const int chunk = (len + a.n_split - 1) / a.n_split;
     const int t0 = s * chunk, t1 = min(len, t0 + chunk);
@@ -73,13 +75,25 @@ template <int HD> __global__ void __launch_bounds__(ATT_WARPS * 32) attention_ke
 #pragma unroll
         for (int i = 0; i < DPL; i++)
             acc[i] *= corr;
+        /* acc += sum_j p_j v_j: eight value rows loaded before they are used */
         const int n = min(32, t1 - tile);
-        for (int jj = 0; jj < n; jj++) {
-            const float w = __shfl_sync(0xffffffffu, pj, jj);
-            const float *vr = V + (size_t)(tile + jj) * kv_dim + lane * DPL;
 #pragma unroll
-            for (int i = 0; i < DPL; i++)
-                acc[i] += w * vr[i];
+        for (int j0 = 0; j0 < 32; j0 += 8) {
+            float vv[8][DPL];
+#pragma unroll
+            for (int k = 0; k < 8; k++) {
+                const float *vr = V + (size_t)(tile + j0 + k) * kv_dim + lane * DPL;
+#pragma unroll
+                for (int i = 0; i < DPL; i++)
+                    vv[k][i] = j0 + k < n ? vr[i] : 0.0f;
+            }
+#pragma unroll
+            for (int k = 0; k < 8; k++) {
+                const float w = __shfl_sync(0xffffffffu, pj, j0 + k);
+#pragma unroll
+                for (int i = 0; i < DPL; i++)
+                    acc[i] += w * vv[k][i];
+            }
         }
         m = m_new;
     }
@@ -156,10 +170,8 @@ extern "C" cudaError_t kq_attention(const float *q, int n_tok, const kq_params *
                   part,       counters, out32,     (__half *)out16};
     const dim3 grid(g->n_head, n_split, n_tok);
     if (g->head_dim == 64)
-        attention_kernel<64><<<grid, ATT_WARPS * 32, 0, st>>>(a);
-    else if (g->head_dim == 128)
-        attention_kernel<128><<<grid, ATT_WARPS * 32, 0, st>>>(a);
-    else
-        return cudaErrorInvalidValue;
-    return cudaGetLastError();
+        return kq_launch(attention_kernel<64>, grid, dim3(ATT_WARPS * 32), 0, st, a);
+    if (g->head_dim == 128)
+        return kq_launch(attention_kernel<128>, grid, dim3(ATT_WARPS * 32), 0, st, a);
+    return cudaErrorInvalidValue;
 }

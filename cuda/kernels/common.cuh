@@ -38,4 +38,39 @@ __device__ __forceinline__ float kq_block_max(float v, float *red) {
     return kq_warp_max(v);
 }
 
+/* Programmatic dependent launch: a kernel launched by kq_launch may start while its predecessor
+ * in the stream is finishing. Before kq_wait_prior it may only touch memory nobody writes
+ * (weights); after it, everything earlier in the stream is complete and visible. */
+__device__ __forceinline__ void kq_wait_prior(void) {
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+}
+
+/* Lets the next kernel in the stream start its own pre-wait part. */
+__device__ __forceinline__ void kq_allow_next(void) {
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+}
+
+/* Warms L2 with the line at p (a weight the kernel reads after kq_wait_prior). */
+__device__ __forceinline__ void kq_prefetch_l2(const void *p) {
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+}
+
+/* Launches k with programmatic stream serialization (see kq_wait_prior). */
+template <typename... KArgs, typename... Args>
+static cudaError_t kq_launch(void (*k)(KArgs...), dim3 grid, dim3 block, size_t smem,
+                             cudaStream_t st, Args... args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = st;
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = at;
+    cfg.numAttrs = 1;
+    cudaError_t e = cudaLaunchKernelEx(&cfg, k, ((KArgs)args)...);
+    return e != cudaSuccess ? e : cudaGetLastError();
+}
+
 #endif

@@ -1,10 +1,13 @@
 /* embed.cu: token embedding lookup for every block type: row `token` of token_embd, dequantized to
  * FP32 into the residual stream. One block per token, 8 elements per thread per step. */
 #include "kernels/blocks.cuh"
+#include "kernels/common.cuh"
 #include "kernels/kernels.h"
 
 template <int T>
 __global__ void embed_kernel(kq_mat tab, const int32_t *tokens, const kq_params *p, float *x) {
+    kq_wait_prior();
+    kq_allow_next();
     const int i = blockIdx.x;
     const int tok = tokens ? tokens[i] : p->token;
     const uint8_t *row = (const uint8_t *)tab.w + (size_t)tok * tab.row_bytes;
@@ -20,8 +23,9 @@ __global__ void embed_kernel(kq_mat tab, const int32_t *tokens, const kq_params 
 extern "C" cudaError_t kq_embed(const kq_mat *tab, const int32_t *tokens, const kq_params *p, int n,
                                 float *x, cudaStream_t st) {
     if ((tab->cols & 7) != 0 || n < 1 || (!tokens && n != 1)) return cudaErrorInvalidValue;
-#define EMBED_CASE(T) embed_kernel<T><<<n, 128, 0, st>>>(*tab, tokens, p, x)
+#define EMBED_CASE(T)                                                                              \
+    return kq_launch(embed_kernel<T>, dim3(n), dim3(128), 0, st, *tab, tokens, p, x)
     BT_DISPATCH(tab->type, EMBED_CASE)
 #undef EMBED_CASE
-    return cudaGetLastError();
+    return cudaErrorInvalidValue;
 }

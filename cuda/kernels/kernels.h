@@ -83,6 +83,13 @@ cudaError_t kq_attention(const float *q, int n_tok, const kq_params *p, const kq
                          int n_split, float *part, unsigned *counters, float *out32, void *out16,
                          cudaStream_t st);
 
+/* softmax.cu (prefill attention): in place over scores (n_head, n, L) f32, row (h, i) holding
+ * query i's scores against keys 0..L-1: softmax over keys 0..pos0+i, zero beyond. */
+cudaError_t kq_softmax_causal(float *scores, int n_head, int n, int L, int pos0, cudaStream_t st);
+
+/* convert.cu: y = x rounded to F16, n values. */
+cudaError_t kq_f32_to_f16(const float *x, long n, void *y, cudaStream_t st);
+
 /* swiglu.cu (prefill): out = silu(gate) * up elementwise over n values; out32/out16 as above. */
 cudaError_t kq_swiglu(const float *gate, const float *up, long n, float *out32, void *out16,
                       cudaStream_t st);

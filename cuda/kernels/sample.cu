@@ -30,18 +30,13 @@ static sp_layout sp_plan(int n) {
     l.ids = l.keys_sorted + fb;
     l.ids_sorted = l.ids + fb;
     l.stats = l.ids_sorted + fb;
-    l.cub = l.stats + 256;
+    l.cub = l.stats + 2048;
     l.cub_bytes = 0;
     cub::DeviceRadixSort::SortPairsDescending(NULL, l.cub_bytes, (const float *)NULL, (float *)NULL,
                                               (const int *)NULL, (int *)NULL, n);
     l.total = l.cub + ((l.cub_bytes + 255) & ~(size_t)255);
     return l;
 }
-
-struct sp_stats {
-    double lse;
-    int32_t argmax;
-};
 
 /* pen = logits (when pen is not NULL) and ids = 0..n-1 (when ids is not NULL). */
 __global__ void sp_copy_kernel(const float *logits, int n, float *pen, int *ids) {
@@ -65,18 +60,32 @@ __global__ void sp_penalty_kernel(float *pen, const int32_t *tok, const int32_t 
     pen[tok[i]] = l;
 }
 
-/* One block: lse of pen in double; keys = pen / T when T > 0. */
+#define SP_STAT_BLOCKS 64
+
+struct sp_stats {
+    double lse;
+    int32_t argmax;
+    unsigned counter; /* zero between launches */
+    float bmax[SP_STAT_BLOCKS];
+    double bsum[SP_STAT_BLOCKS];
+};
+
+/* lse of pen: each block its slice's max and sum of exp (FP32 terms, double sum), the last block
+ * to finish merges them; keys = pen / T when keys is not NULL. */
 __global__ void sp_stats_kernel(const float *pen, int n, float t, float *keys, sp_stats *s) {
     __shared__ float red[32];
     __shared__ double dred[32];
+    __shared__ bool last;
+    const int per = (n + gridDim.x - 1) / gridDim.x;
+    const int b = blockIdx.x * per, e = min(n, b + per);
     float m = -INFINITY;
-    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+    for (int i = b + threadIdx.x; i < e; i += blockDim.x) {
         m = fmaxf(m, pen[i]);
         if (keys) keys[i] = pen[i] / t;
     }
     m = kq_block_max(m, red);
     double sum = 0.0;
-    for (int i = threadIdx.x; i < n; i += blockDim.x)
+    for (int i = b + threadIdx.x; i < e; i += blockDim.x)
         sum += (double)expf(pen[i] - m);
     for (int o = 16; o > 0; o >>= 1)
         sum += __shfl_xor_sync(0xffffffffu, sum, o);
@@ -87,8 +96,24 @@ __global__ void sp_stats_kernel(const float *pen, int n, float t, float *keys, s
         double tot = 0.0;
         for (int w = 0; w < (int)(blockDim.x >> 5); w++)
             tot += dred[w];
-        s->lse = (double)m + log(tot);
+        s->bmax[blockIdx.x] = m;
+        s->bsum[blockIdx.x] = tot;
+        __threadfence();
+        last = atomicAdd(&s->counter, 1u) == gridDim.x - 1;
     }
+    __syncthreads();
+    if (!last || threadIdx.x != 0) return;
+    __threadfence();
+    float M = -INFINITY;
+    for (int k = 0; k < (int)gridDim.x; k++)
+        M = fmaxf(M, __ldcg(&s->bmax[k]));
+    double S = 0.0;
+    for (int k = 0; k < (int)gridDim.x; k++) {
+        const float mk = __ldcg(&s->bmax[k]);
+        if (mk != -INFINITY) S += __ldcg(&s->bsum[k]) * exp((double)mk - (double)M);
+    }
+    s->lse = (double)M + log(S);
+    s->counter = 0;
 }
 
 /* Exclusive block scan of one double per thread (SP_THREADS threads); returns the total too. */
@@ -231,8 +256,8 @@ extern "C" cudaError_t kq_sample(const float *logits, int n, const kq_sample_arg
                                                                   a->n_pen, *a);
         SP_CHECK(cudaGetLastError());
     }
-    sp_stats_kernel<<<1, SP_THREADS, 0, st>>>(pen, n, greedy ? 1.0f : a->temperature,
-                                              greedy ? NULL : keys, s);
+    sp_stats_kernel<<<SP_STAT_BLOCKS, 512, 0, st>>>(pen, n, greedy ? 1.0f : a->temperature,
+                                                    greedy ? NULL : keys, s);
     SP_CHECK(cudaGetLastError());
     if (a->n_logprobs > 0) {
         /* The alternatives are ranked by the penalised logits at temperature 1. */

@@ -589,6 +589,35 @@ START_TEST(rmsnorm_swiglu) {
 }
 END_TEST
 
+START_TEST(softmax_causal) {
+    const int nh = 14, n = 37, pos0 = 300, L = pos0 + n;
+    const size_t total = (size_t)nh * n * L;
+    float *x = malloc(sizeof(float) * total), *out = malloc(sizeof(float) * total);
+    double *ref = malloc(sizeof(double) * total);
+    for (size_t i = 0; i < total; i++)
+        x[i] = 4.0f * nrand();
+    for (int r = 0; r < nh * n; r++) {
+        const int valid = pos0 + r % n + 1;
+        const float *row = x + (size_t)r * L;
+        double m = -INFINITY, z = 0;
+        for (int j = 0; j < valid; j++)
+            m = row[j] > m ? row[j] : m;
+        for (int j = 0; j < valid; j++)
+            z += exp(row[j] - m);
+        for (int j = 0; j < L; j++)
+            ref[(size_t)r * L + j] = j < valid ? exp(row[j] - m) / z : 0.0;
+    }
+    float *d = dev_copy(x, sizeof(float) * total);
+    CK(kq_softmax_causal(d, nh, n, L, pos0, 0));
+    host_copy(out, d, sizeof(float) * total);
+    report("softmax causal 14x37x337", rel_err(out, ref, total), 1e-5);
+    free(x);
+    free(out);
+    free(ref);
+    cudaFree(d);
+}
+END_TEST
+
 START_TEST(argmax_vocab) {
     static const int sizes[] = {151936, 1152, 33};
     for (int k = 0; k < 3; k++) {
@@ -715,6 +744,7 @@ int main(void) {
     tcase_add_test(tc, rope_kv_prefill);
     tcase_add_test(tc, attention);
     tcase_add_test(tc, rmsnorm_swiglu);
+    tcase_add_test(tc, softmax_causal);
     tcase_add_test(tc, argmax_vocab);
     tcase_add_test(tc, sampler_matches_host);
     suite_add_tcase(s, tc);

@@ -83,6 +83,15 @@ START_TEST(malformed_messages_get_errors) {
     m.u.infer.prompt = big;
     expect_encoded_error(&f, &m, WS_ERR_NOMEM, "max_msg_bytes", "exceeds max_msg_bytes 4096");
     free(big);
+    /* Far above the limit (over nng's hard cap of 2 x 4096 + 64 KiB): nng drops the connection
+     * without a word; the worker reconnects and registers again. */
+    size_t huge_len = 200000;
+    char *huge = calloc(1, huge_len);
+    ck_assert_int_eq(ctl_send_raw(f.c, huge, huge_len, NULL), WS_OK);
+    free(huge);
+    ws_error rerr = {{0}};
+    ck_assert_msg(ctl_wait_registration(f.c, 20000, &rerr) == WS_OK, "%s", rerr.msg);
+    ck_assert_uint_eq(ctl_registrations(f.c), 2);
     /* Still serving, and counting what it refused. */
     pmsg h;
     ws_error err = {{0}};

@@ -22,7 +22,7 @@ typedef struct {
 } engine_options;
 
 typedef struct {
-    uint64_t weights;      /* bytes of model weights held by the engine (0 when read from mmap) */
+    uint64_t weights;      /* bytes of model weights the engine reads (mapped file or VRAM) */
     uint64_t kv_cache;     /* bytes of KV cache allocated */
     uint64_t scratch;      /* activations, logits, workspaces */
     uint64_t device_total; /* the GPU's memory (0 on CPU) */
@@ -41,7 +41,9 @@ const char *engine_backend_name(engine_backend b);
  * present. Never falls back silently: callers choose. */
 bool engine_backend_available(engine_backend b);
 
-/* Binds m (borrowed: it must outlive the engine). Out-of-memory names bytes needed and free. */
+/* Binds m (borrowed: it must outlive the engine). Out-of-memory names bytes needed and free.
+ * Threads: calls on distinct sequences of one engine may come from several threads; the backend
+ * serialises its forward passes internally. One sequence is used by one thread at a time. */
 ws_status engine_open(engine_backend b, const qwen2_model *m, const engine_options *opt,
                       engine **out, ws_error *err);
 void engine_free(engine *e); /* accepts NULL; all sequences must be freed first */

@@ -140,21 +140,22 @@ template <int HD> __global__ void __launch_bounds__(ATT_WARPS * 32) attention_ke
     __syncthreads();
     if (!last) return;
     __threadfence();
+    /* the splits' statistics are read in parallel, one thread each (n_split <= blockDim) */
+    __shared__ float red[32], sw[ATT_WARPS * 32];
     const float *all = a.part + th * a.n_split * (HD + 2);
-    float GM = -INFINITY;
-    for (int k = 0; k < a.n_split; k++)
-        GM = fmaxf(GM, __ldcg(all + k * (HD + 2)));
-    float GL = 0.0f;
-    for (int k = 0; k < a.n_split; k++) {
-        const float mk = __ldcg(all + k * (HD + 2));
-        if (mk != -INFINITY) GL += __ldcg(all + k * (HD + 2) + 1) * expf(mk - GM);
-    }
+    const int k = threadIdx.x;
+    const float mk = k < a.n_split ? __ldcg(all + k * (HD + 2)) : -INFINITY;
+    const float lk = k < a.n_split ? __ldcg(all + k * (HD + 2) + 1) : 0.0f;
+    const float GM = kq_block_max(mk, red);
+    const float wk = mk == -INFINITY ? 0.0f : expf(mk - GM);
+    const float GL = kq_block_sum(lk * wk, red);
+    sw[k] = wk;
+    __syncthreads();
     for (int d = threadIdx.x; d < HD; d += blockDim.x) {
         float v = 0.0f;
-        for (int k = 0; k < a.n_split; k++) {
-            const float mk = __ldcg(all + k * (HD + 2));
-            if (mk != -INFINITY) v += __ldcg(all + k * (HD + 2) + 2 + d) * expf(mk - GM);
-        }
+#pragma unroll 4
+        for (int j = 0; j < a.n_split; j++)
+            v += sw[j] * __ldcg(all + j * (HD + 2) + 2 + d);
         att_write<HD>(a, t, h, d, v / GL);
     }
     if (threadIdx.x == 0) a.counters[th] = 0;
@@ -163,7 +164,7 @@ template <int HD> __global__ void __launch_bounds__(ATT_WARPS * 32) attention_ke
 extern "C" cudaError_t kq_attention(const float *q, int n_tok, const kq_params *p, const kq_geom *g,
                                     int layer, int n_split, float *part, unsigned *counters,
                                     float *out32, void *out16, cudaStream_t st) {
-    if (n_tok < 1 || n_split < 1 || n_split > 65535 || g->n_head % g->n_head_kv != 0)
+    if (n_tok < 1 || n_split < 1 || n_split > ATT_WARPS * 32 || g->n_head % g->n_head_kv != 0)
         return cudaErrorInvalidValue;
     att_args a = {q,          p,        g->n_head, g->n_head_kv,
                   g->max_ctx, layer,    n_split,   1.0f / sqrtf((float)g->head_dim),

@@ -10,7 +10,7 @@
 #include "kernels/common.cuh"
 #include "kernels/kernels.h"
 
-#define GEMV_WARPS 8
+#define GEMV_WARPS 4
 
 struct gemv_args {
     kq_mat m[3];
@@ -23,18 +23,26 @@ struct gemv_args {
     const double *inv_freq;
 };
 
-/* Dot products of NR rows of type T (cols elements) with xs; every lane gets the sums. */
+/* Dot products of NR rows of type T (cols elements) with x (times nw elementwise when nw is not
+ * NULL), both read through the cache: no staging, so the first weight and input loads leave
+ * together. Every lane gets the sums. */
 template <int T, int NR>
-__device__ __forceinline__ void dot_rows(const uint8_t *const *rows, int cols, const float *xs,
-                                         float *acc) {
+__device__ __forceinline__ void dot_rows(const uint8_t *const *rows, int cols, const float *x,
+                                         const float *nw, float *acc) {
     const int lane = threadIdx.x & 31, nch = cols >> 3;
+    const float4 *x4 = (const float4 *)x, *n4 = (const float4 *)nw;
     float a[NR];
 #pragma unroll
     for (int r = 0; r < NR; r++)
         a[r] = 0.0f;
 #pragma unroll 4
     for (int c = lane; c < nch; c += 32) {
-        const float4 x0 = ((const float4 *)xs)[2 * c], x1 = ((const float4 *)xs)[2 * c + 1];
+        float4 x0 = __ldg(x4 + 2 * c), x1 = __ldg(x4 + 2 * c + 1);
+        if (nw) {
+            const float4 w0 = __ldg(n4 + 2 * c), w1 = __ldg(n4 + 2 * c + 1);
+            x0.x *= w0.x, x0.y *= w0.y, x0.z *= w0.z, x0.w *= w0.w;
+            x1.x *= w1.x, x1.y *= w1.y, x1.z *= w1.z, x1.w *= w1.w;
+        }
 #pragma unroll
         for (int r = 0; r < NR; r++) {
             float y[8];
@@ -51,8 +59,8 @@ __device__ __forceinline__ void dot_rows(const uint8_t *const *rows, int cols, c
 /* Runtime-typed dispatch to dot_rows. */
 template <int NR>
 __device__ __forceinline__ void dot_rows_t(int type, const uint8_t *const *rows, int cols,
-                                           const float *xs, float *acc) {
-#define GEMV_CASE(T) dot_rows<T, NR>(rows, cols, xs, acc)
+                                           const float *x, const float *nw, float *acc) {
+#define GEMV_CASE(T) dot_rows<T, NR>(rows, cols, x, nw, acc)
     BT_DISPATCH(type, GEMV_CASE)
 #undef GEMV_CASE
 }
@@ -60,11 +68,11 @@ __device__ __forceinline__ void dot_rows_t(int type, const uint8_t *const *rows,
 /* Compile-time type T, or the runtime type when T < 0 (matrices of mixed types). */
 template <int T, int NR>
 __device__ __forceinline__ void dot_any(int type, const uint8_t *const *rows, int cols,
-                                        const float *xs, float *acc) {
+                                        const float *x, const float *nw, float *acc) {
     if constexpr (T >= 0)
-        dot_rows<T, NR>(rows, cols, xs, acc);
+        dot_rows<T, NR>(rows, cols, x, nw, acc);
     else
-        dot_rows_t<NR>(type, rows, cols, xs, acc);
+        dot_rows_t<NR>(type, rows, cols, x, nw, acc);
 }
 
 __device__ __forceinline__ const uint8_t *row_ptr(const kq_mat &m, int r) {
@@ -72,30 +80,13 @@ __device__ __forceinline__ const uint8_t *row_ptr(const kq_mat &m, int r) {
 }
 
 /* The QKV unit u: a (row, row + head_dim/2) pair of q, k or v. */
-template <int T> __device__ void qkv_unit(const gemv_args &a, const float *xs, int u) {
-    const int half = a.head_dim / 2;
-    const int q_pairs = a.n_head * half, kv_pairs = a.n_head_kv * half;
-    int which = 0, v = u;
-    if (v >= q_pairs) {
-        v -= q_pairs;
-        which = 1;
-        if (v >= kv_pairs) {
-            v -= kv_pairs;
-            which = 2;
-        }
-    }
-    const kq_mat &m = a.m[which];
-    const int head = v / half, i = v % half;
-    const int r0 = head * a.head_dim + i, r1 = r0 + half;
-    const uint8_t *rows[2] = {row_ptr(m, r0), row_ptr(m, r1)};
-    float d[2];
-    dot_any<T, 2>(m.type, rows, a.cols, xs, d);
-    if ((threadIdx.x & 31) != 0) return;
-    float x0 = d[0] + (m.bias ? m.bias[r0] : 0.0f), x1 = d[1] + (m.bias ? m.bias[r1] : 0.0f);
+/* The rotated pair (rows r0, r1 = r0 + head_dim/2 of q, k or v) to q or the cache row p->pos. */
+__device__ __forceinline__ void qkv_store(const gemv_args &a, int which, int r0, int r1, double f,
+                                          float x0, float x1) {
     const int pos = a.p->pos;
     if (which < 2) {
         double s, c;
-        sincos((double)pos * a.inv_freq[i], &s, &c);
+        sincos((double)pos * f, &s, &c);
         const float fs = (float)s, fc = (float)c;
         const float y0 = x0 * fc - x1 * fs, y1 = x0 * fs + x1 * fc;
         x0 = y0;
@@ -113,12 +104,33 @@ template <int T> __device__ void qkv_unit(const gemv_args &a, const float *xs, i
     cache[r1] = x1;
 }
 
-/* T: the block type of every matrix, or -1 for a runtime switch (mixed types). At most 64
- * registers, so that four blocks (32 warps) stay resident per multiprocessor. */
+template <int T> __device__ void qkv_unit(const gemv_args &a, float sc, int u) {
+    const int half = a.head_dim / 2;
+    const int q_pairs = a.n_head * half, kv_pairs = a.n_head_kv * half;
+    int which = 0, v = u;
+    if (v >= q_pairs) {
+        v -= q_pairs;
+        which = 1;
+        if (v >= kv_pairs) {
+            v -= kv_pairs;
+            which = 2;
+        }
+    }
+    const kq_mat &m = a.m[which];
+    const int head = v / half, i = v % half;
+    const int r0 = head * a.head_dim + i, r1 = r0 + half;
+    const uint8_t *rows[2] = {row_ptr(m, r0), row_ptr(m, r1)};
+    /* biases and the frequency are loaded alongside the weights, not after them */
+    const float b0 = m.bias ? m.bias[r0] : 0.0f, b1 = m.bias ? m.bias[r1] : 0.0f;
+    const double f = a.inv_freq ? a.inv_freq[i] : 0.0;
+    float d[2];
+    dot_any<T, 2>(m.type, rows, a.cols, a.x, a.norm_w, d);
+    if ((threadIdx.x & 31) != 0) return;
+    qkv_store(a, which, r0, r1, f, d[0] * sc + b0, d[1] * sc + b1);
+}
+
 template <int MODE, int T>
-__global__ void __launch_bounds__(GEMV_WARPS * 32, 4) gemv_kernel(gemv_args a) {
-    extern __shared__ float xs[];
-    __shared__ float red[32];
+__global__ void __launch_bounds__(GEMV_WARPS * 32, 8) gemv_kernel(gemv_args a) {
     /* Before the predecessor finishes: warm L2 with this warp's first weight rows. */
     {
         const int w = blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5), lane = threadIdx.x & 31;
@@ -143,57 +155,50 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32, 4) gemv_kernel(gemv_args a) {
             }
         }
     }
-    /* norm weights are immutable too: fetched before the wait when they fit 4 per thread */
-    float nwr[4];
-    const bool nw_pre = a.norm_w && a.cols <= 4 * (int)blockDim.x;
-    if (nw_pre) {
-#pragma unroll
-        for (int k = 0; k < 4; k++) {
-            const int i = threadIdx.x + k * blockDim.x;
-            nwr[k] = i < a.cols ? a.norm_w[i] : 0.0f;
-        }
-    }
     kq_wait_prior();
     kq_allow_next();
-    float ss = 0.0f;
-    for (int i = threadIdx.x * 4; i < a.cols; i += blockDim.x * 4) {
-        const float4 v = *(const float4 *)(a.x + i);
-        *(float4 *)(xs + i) = v;
-        ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
-    }
-    if (a.norm_w) {
-        ss = kq_block_sum(ss, red);
-        const float scale = rsqrtf(ss / (float)a.cols + a.eps);
-        __syncthreads(); /* every float4 store of xs is visible before the rescale */
-        if (nw_pre) {
-#pragma unroll
-            for (int k = 0; k < 4; k++) {
-                const int i = threadIdx.x + k * blockDim.x;
-                if (i < a.cols) xs[i] = xs[i] * scale * nwr[k];
-            }
-        } else {
-            for (int i = threadIdx.x; i < a.cols; i += blockDim.x)
-                xs[i] = xs[i] * scale * a.norm_w[i];
-        }
-    }
-    __syncthreads();
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int u0 = (blockIdx.x * GEMV_WARPS + warp) * a.units_per_warp;
+    if (u0 >= a.n_units) return;
+    /* RMSNorm as a scalar on the dot products: W.(x*s*w) = s * W.(x*w); each warp sums x^2 */
+    float sc = 1.0f;
+    if (a.norm_w) {
+        float ss = 0.0f;
+        for (int i = lane; i < a.cols / 4; i += 32) {
+            const float4 v = __ldg((const float4 *)a.x + i);
+            ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+        }
+        sc = rsqrtf(kq_warp_sum(ss) / (float)a.cols + a.eps);
+    }
     const int u1 = min(u0 + a.units_per_warp, a.n_units);
     if (MODE == KQ_GEMV_QKV) {
         for (int u = u0; u < u1; u++)
-            qkv_unit<T>(a, xs, u);
+            qkv_unit<T>(a, sc, u);
     } else if (MODE == KQ_GEMV_SWIGLU) {
         for (int u = u0; u < u1; u++) {
+            if (T >= 0 && u + 1 < u1) { /* two units at once: four rows in flight */
+                const uint8_t *rows[4] = {row_ptr(a.m[0], u), row_ptr(a.m[1], u),
+                                          row_ptr(a.m[0], u + 1), row_ptr(a.m[1], u + 1)};
+                float d[4];
+                dot_any<T, 4>(a.m[0].type, rows, a.cols, a.x, a.norm_w, d);
+                if (lane < 2) {
+                    const float g = (lane == 0 ? d[0] : d[2]) * sc;
+                    const float up = (lane == 0 ? d[1] : d[3]) * sc;
+                    a.out[u + lane] = g / (1.0f + expf(-g)) * up;
+                }
+                u++;
+                continue;
+            }
             const uint8_t *rows[2] = {row_ptr(a.m[0], u), row_ptr(a.m[1], u)};
             float d[2];
             if (T >= 0 || a.m[0].type == a.m[1].type) {
-                dot_any<T, 2>(a.m[0].type, rows, a.cols, xs, d);
+                dot_any<T, 2>(a.m[0].type, rows, a.cols, a.x, a.norm_w, d);
             } else {
-                dot_any<T, 1>(a.m[0].type, rows, a.cols, xs, d);
-                dot_any<T, 1>(a.m[1].type, rows + 1, a.cols, xs, d + 1);
+                dot_any<T, 1>(a.m[0].type, rows, a.cols, a.x, a.norm_w, d);
+                dot_any<T, 1>(a.m[1].type, rows + 1, a.cols, a.x, a.norm_w, d + 1);
             }
-            if (lane == 0) a.out[u] = d[0] / (1.0f + expf(-d[0])) * d[1];
+            const float g = d[0] * sc, up = d[1] * sc;
+            if (lane == 0) a.out[u] = g / (1.0f + expf(-g)) * up;
         }
     } else {
         float *out = a.out ? a.out : a.p->logits;
@@ -203,11 +208,11 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32, 4) gemv_kernel(gemv_args a) {
             const uint8_t *rows[2] = {row_ptr(a.m[0], u), row_ptr(a.m[0], u + nr - 1)};
             float d[2];
             if (nr == 2)
-                dot_any<T, 2>(a.m[0].type, rows, a.cols, xs, d);
+                dot_any<T, 2>(a.m[0].type, rows, a.cols, a.x, a.norm_w, d);
             else
-                dot_any<T, 1>(a.m[0].type, rows, a.cols, xs, d);
+                dot_any<T, 1>(a.m[0].type, rows, a.cols, a.x, a.norm_w, d);
             if (lane < nr) {
-                float v = lane == 0 ? d[0] : d[1];
+                float v = (lane == 0 ? d[0] : d[1]) * sc;
                 if (a.m[0].bias) v += a.m[0].bias[u + lane];
                 if (MODE == KQ_GEMV_ADD)
                     out[u + lane] += v;
@@ -215,6 +220,105 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32, 4) gemv_kernel(gemv_args a) {
                     out[u + lane] = v;
             }
         }
+    }
+}
+
+/* ---- one block per output unit: the matrices of the layers (a few thousand rows) ----
+ * 128 threads share each row (one 8-element chunk per thread at 896 columns), so a unit costs one
+ * memory round trip and a block reduction instead of a warp walking the whole row. */
+
+#define ROW_THREADS 128
+#define ROW_MAX_UNITS 16384 /* beyond this, warps walk rows (the LM head) */
+
+template <int T>
+__device__ __forceinline__ float chunk_dot(int type, const uint8_t *row, int c, const float4 &x0,
+                                           const float4 &x1) {
+    float y[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    if constexpr (T >= 0) {
+        bt_row_chunk<T>(row, c, y);
+    } else {
+#define CHUNK_CASE(TT) bt_row_chunk<TT>(row, c, y)
+        BT_DISPATCH(type, CHUNK_CASE)
+#undef CHUNK_CASE
+    }
+    return y[0] * x0.x + y[1] * x0.y + y[2] * x0.z + y[3] * x0.w + y[4] * x1.x + y[5] * x1.y +
+           y[6] * x1.z + y[7] * x1.w;
+}
+
+template <int MODE, int T>
+__global__ void __launch_bounds__(ROW_THREADS) gemv_row_kernel(gemv_args a) {
+    __shared__ float red[ROW_THREADS / 32][3];
+    const int u = blockIdx.x, tid = threadIdx.x;
+    /* the unit's rows: (m0 row r0) and, for pairs, (m1 row r1) */
+    int which = 0, r0 = u, r1 = u, i = 0;
+    const kq_mat *m0 = &a.m[0], *m1 = &a.m[0];
+    if (MODE == KQ_GEMV_QKV) {
+        const int half = a.head_dim / 2, qp = a.n_head * half, kp = a.n_head_kv * half;
+        which = u < qp ? 0 : u < qp + kp ? 1 : 2;
+        const int v = u - (which == 0 ? 0 : which == 1 ? qp : qp + kp);
+        i = v % half;
+        r0 = (v / half) * a.head_dim + i;
+        r1 = r0 + half;
+        m0 = m1 = &a.m[which];
+    } else if (MODE == KQ_GEMV_SWIGLU) {
+        m1 = &a.m[1];
+    }
+    constexpr bool PAIR = MODE == KQ_GEMV_QKV || MODE == KQ_GEMV_SWIGLU;
+    const uint8_t *row0 = row_ptr(*m0, r0), *row1 = row_ptr(*m1, r1);
+    for (uint64_t o = (uint64_t)tid * 128; o < m0->row_bytes; o += ROW_THREADS * 128) {
+        kq_prefetch_l2(row0 + o);
+        if (PAIR) kq_prefetch_l2(row1 + o);
+    }
+    float b0 = 0.0f, b1 = 0.0f;
+    double f = 0.0;
+    if (tid == 0) {
+        if (m0->bias) b0 = m0->bias[r0];
+        if (PAIR && m1->bias) b1 = m1->bias[r1];
+        if (MODE == KQ_GEMV_QKV) f = a.inv_freq[i];
+    }
+    kq_wait_prior();
+    kq_allow_next();
+    const float4 *x4 = (const float4 *)a.x, *n4 = (const float4 *)a.norm_w;
+    float d0 = 0.0f, d1 = 0.0f, ss = 0.0f;
+    for (int c = tid; c < a.cols / 8; c += ROW_THREADS) {
+        float4 x0 = __ldg(x4 + 2 * c), x1 = __ldg(x4 + 2 * c + 1);
+        if (n4) {
+            ss += x0.x * x0.x + x0.y * x0.y + x0.z * x0.z + x0.w * x0.w + x1.x * x1.x +
+                  x1.y * x1.y + x1.z * x1.z + x1.w * x1.w;
+            const float4 w0 = __ldg(n4 + 2 * c), w1 = __ldg(n4 + 2 * c + 1);
+            x0.x *= w0.x, x0.y *= w0.y, x0.z *= w0.z, x0.w *= w0.w;
+            x1.x *= w1.x, x1.y *= w1.y, x1.z *= w1.z, x1.w *= w1.w;
+        }
+        d0 += chunk_dot<T>(m0->type, row0, c, x0, x1);
+        if (PAIR) d1 += chunk_dot<T>(m1->type, row1, c, x0, x1);
+    }
+    d0 = kq_warp_sum(d0);
+    if (PAIR) d1 = kq_warp_sum(d1);
+    if (n4) ss = kq_warp_sum(ss);
+    if ((tid & 31) == 0) {
+        red[tid >> 5][0] = d0;
+        red[tid >> 5][1] = d1;
+        red[tid >> 5][2] = ss;
+    }
+    __syncthreads();
+    if (tid != 0) return;
+    d0 = d1 = ss = 0.0f;
+    for (int w = 0; w < ROW_THREADS / 32; w++) {
+        d0 += red[w][0];
+        d1 += red[w][1];
+        ss += red[w][2];
+    }
+    const float sc = n4 ? rsqrtf(ss / (float)a.cols + a.eps) : 1.0f;
+    d0 *= sc;
+    d1 *= sc;
+    if (MODE == KQ_GEMV_QKV) {
+        qkv_store(a, which, r0, r1, f, d0 + b0, d1 + b1);
+    } else if (MODE == KQ_GEMV_SWIGLU) {
+        a.out[u] = d0 / (1.0f + expf(-d0)) * d1;
+    } else if (MODE == KQ_GEMV_ADD) {
+        a.out[u] += d0 + b0;
+    } else {
+        (a.out ? a.out : a.p->logits)[u] = d0 + b0;
     }
 }
 
@@ -241,7 +345,7 @@ extern "C" cudaError_t kq_gemv(int mode, const kq_mat *m, int n_mats, const floa
         a.inv_freq = g->inv_freq;
     }
     a.n_units = mode == KQ_GEMV_QKV ? (m[0].rows + m[1].rows + m[2].rows) / 2 : m[0].rows;
-    /* One wave of 4 resident blocks per multiprocessor; more units per warp beyond. */
+    /* One wave of 8 resident blocks per multiprocessor; more units per warp beyond. */
     static int n_sm = 0;
     if (n_sm == 0) {
         int dev = 0;
@@ -249,61 +353,62 @@ extern "C" cudaError_t kq_gemv(int mode, const kq_mat *m, int n_mats, const floa
             cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
             n_sm = 132;
     }
-    const int target_warps = n_sm * 4 * GEMV_WARPS;
+    const int target_warps = n_sm * 8 * GEMV_WARPS;
     a.units_per_warp = a.n_units > target_warps ? (a.n_units + target_warps - 1) / target_warps : 1;
     const int warps = (a.n_units + a.units_per_warp - 1) / a.units_per_warp;
     const int blocks = (warps + GEMV_WARPS - 1) / GEMV_WARPS;
-    const size_t smem = (size_t)a.cols * sizeof(float);
     const dim3 grid(blocks), block(GEMV_WARPS * 32);
     if ((a.cols & 7) != 0 || mode < 0 || mode > KQ_GEMV_QKV) return cudaErrorInvalidValue;
     int t = m[0].type;
     for (int i = 1; i < n_mats; i++)
         if (m[i].type != t) t = -1;
     void (*k)(gemv_args) = NULL;
+    const bool by_row = a.n_units <= ROW_MAX_UNITS;
+#define GEMV_T(M, TT) (by_row ? gemv_row_kernel<M, TT> : gemv_kernel<M, TT>)
 #define GEMV_PICK(M)                                                                               \
     do {                                                                                           \
         switch (t) {                                                                               \
         case BT_F32:                                                                               \
-            k = gemv_kernel<M, BT_F32>;                                                            \
+            k = GEMV_T(M, BT_F32);                                                                 \
             break;                                                                                 \
         case BT_F16:                                                                               \
-            k = gemv_kernel<M, BT_F16>;                                                            \
+            k = GEMV_T(M, BT_F16);                                                                 \
             break;                                                                                 \
         case BT_BF16:                                                                              \
-            k = gemv_kernel<M, BT_BF16>;                                                           \
+            k = GEMV_T(M, BT_BF16);                                                                \
             break;                                                                                 \
         case BT_Q4_0:                                                                              \
-            k = gemv_kernel<M, BT_Q4_0>;                                                           \
+            k = GEMV_T(M, BT_Q4_0);                                                                \
             break;                                                                                 \
         case BT_Q4_1:                                                                              \
-            k = gemv_kernel<M, BT_Q4_1>;                                                           \
+            k = GEMV_T(M, BT_Q4_1);                                                                \
             break;                                                                                 \
         case BT_Q5_0:                                                                              \
-            k = gemv_kernel<M, BT_Q5_0>;                                                           \
+            k = GEMV_T(M, BT_Q5_0);                                                                \
             break;                                                                                 \
         case BT_Q5_1:                                                                              \
-            k = gemv_kernel<M, BT_Q5_1>;                                                           \
+            k = GEMV_T(M, BT_Q5_1);                                                                \
             break;                                                                                 \
         case BT_Q8_0:                                                                              \
-            k = gemv_kernel<M, BT_Q8_0>;                                                           \
+            k = GEMV_T(M, BT_Q8_0);                                                                \
             break;                                                                                 \
         case BT_Q2_K:                                                                              \
-            k = gemv_kernel<M, BT_Q2_K>;                                                           \
+            k = GEMV_T(M, BT_Q2_K);                                                                \
             break;                                                                                 \
         case BT_Q3_K:                                                                              \
-            k = gemv_kernel<M, BT_Q3_K>;                                                           \
+            k = GEMV_T(M, BT_Q3_K);                                                                \
             break;                                                                                 \
         case BT_Q4_K:                                                                              \
-            k = gemv_kernel<M, BT_Q4_K>;                                                           \
+            k = GEMV_T(M, BT_Q4_K);                                                                \
             break;                                                                                 \
         case BT_Q5_K:                                                                              \
-            k = gemv_kernel<M, BT_Q5_K>;                                                           \
+            k = GEMV_T(M, BT_Q5_K);                                                                \
             break;                                                                                 \
         case BT_Q6_K:                                                                              \
-            k = gemv_kernel<M, BT_Q6_K>;                                                           \
+            k = GEMV_T(M, BT_Q6_K);                                                                \
             break;                                                                                 \
         default:                                                                                   \
-            k = gemv_kernel<M, -1>;                                                                \
+            k = GEMV_T(M, -1);                                                                     \
             break;                                                                                 \
         }                                                                                          \
     } while (0)
@@ -322,10 +427,7 @@ extern "C" cudaError_t kq_gemv(int mode, const kq_mat *m, int n_mats, const floa
         break;
     }
 #undef GEMV_PICK
-    if (smem > 48 * 1024) {
-        const cudaError_t e =
-            cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-        if (e != cudaSuccess) return e;
-    }
-    return kq_launch(k, grid, block, smem, st, a);
+#undef GEMV_T
+    if (by_row) return kq_launch(k, dim3(a.n_units), dim3(ROW_THREADS), 0, st, a);
+    return kq_launch(k, grid, block, 0, st, a);
 }

@@ -102,18 +102,24 @@ __global__ void sp_stats_kernel(const float *pen, int n, float t, float *keys, s
         last = atomicAdd(&s->counter, 1u) == gridDim.x - 1;
     }
     __syncthreads();
-    if (!last || threadIdx.x != 0) return;
+    if (!last || threadIdx.x >= 32) return;
+    /* one warp merges the blocks' (max, sum) pairs */
     __threadfence();
     float M = -INFINITY;
-    for (int k = 0; k < (int)gridDim.x; k++)
+    for (int k = lane; k < (int)gridDim.x; k += 32)
         M = fmaxf(M, __ldcg(&s->bmax[k]));
+    M = kq_warp_max(M);
     double S = 0.0;
-    for (int k = 0; k < (int)gridDim.x; k++) {
+    for (int k = lane; k < (int)gridDim.x; k += 32) {
         const float mk = __ldcg(&s->bmax[k]);
-        if (mk != -INFINITY) S += __ldcg(&s->bsum[k]) * exp((double)mk - (double)M);
+        if (mk != -INFINITY) S += __ldcg(&s->bsum[k]) * (double)expf(mk - M);
     }
-    s->lse = (double)M + log(S);
-    s->counter = 0;
+    for (int o = 16; o > 0; o >>= 1)
+        S += __shfl_xor_sync(0xffffffffu, S, o);
+    if (lane == 0) {
+        s->lse = (double)M + log(S);
+        s->counter = 0;
+    }
 }
 
 /* Exclusive block scan of one double per thread (SP_THREADS threads); returns the total too. */

@@ -48,6 +48,9 @@ static ws_status listen_on(controller *c, ws_error *err) {
     transport_options to;
     transport_options_default(&to);
     to.recv_max_bytes = c->opt.max_msg_bytes;
+    /* Token chunks arrive in bursts; nng 1.5.2 can also hang closing a socket whose receive
+     * queue is full while the peer keeps sending, so give the queue all the room nng allows. */
+    to.recv_buffer_msgs = 8192;
     to.tls_cert_key_file = c->opt.tls_cert_key_file;
     to.tls_ca_file = c->opt.tls_ca_file;
     return transport_listen(c->opt.url, &to, &c->tp, err);

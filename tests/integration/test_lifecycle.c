@@ -91,7 +91,11 @@ START_TEST(malformed_messages_get_errors) {
     free(huge);
     ws_error rerr = {{0}};
     ck_assert_msg(ctl_wait_registration(f.c, 20000, &rerr) == WS_OK, "%s", rerr.msg);
-    ck_assert_uint_eq(ctl_registrations(f.c), 2);
+    /* nng may hand the same message to the new connection when the old one dropped mid-write,
+     * which drops that one too: wait until the registrations settle. */
+    while (ctl_wait_registration(f.c, 1000, &rerr) == WS_OK)
+        continue;
+    ck_assert_uint_ge(ctl_registrations(f.c), 2);
     /* Still serving, and counting what it refused. */
     pmsg h;
     ws_error err = {{0}};

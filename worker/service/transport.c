@@ -26,6 +26,7 @@ void transport_options_default(transport_options *o) {
     o->reconnect_min_ms = 100;
     o->reconnect_max_ms = 5000;
     o->send_timeout_ms = 5000;
+    o->recv_buffer_msgs = 64;
 }
 
 static void on_pipe(nng_pipe p, nng_pipe_ev ev, void *arg) {
@@ -78,7 +79,7 @@ static ws_status common_options(transport *t, const transport_options *o, const 
     TRY(nng_socket_set_ms(t->sock, NNG_OPT_SENDTIMEO, o->send_timeout_ms), "send timeout");
     /* Room for a burst of token chunks while the peer reads. */
     TRY(nng_socket_set_int(t->sock, NNG_OPT_SENDBUF, 64), "send buffer");
-    TRY(nng_socket_set_int(t->sock, NNG_OPT_RECVBUF, 64), "receive buffer");
+    TRY(nng_socket_set_int(t->sock, NNG_OPT_RECVBUF, o->recv_buffer_msgs), "receive buffer");
 fail:
     return st;
 }

@@ -13,17 +13,19 @@
 #include "base/status.h"
 
 typedef struct {
-    size_t recv_max_bytes;         /* nng's hard limit: a larger message drops the connection */
-    int reconnect_min_ms;          /* dialer back-off: first retry after this ... */
-    int reconnect_max_ms;          /* ... doubling up to this */
-    int send_timeout_ms;           /* a send waits this long for a peer / buffer room */
-    const char *tls_ca_file;       /* tls+tcp: CA bundle that verifies the peer */
+    size_t recv_max_bytes;   /* nng's hard limit: a larger message drops the connection */
+    int reconnect_min_ms;    /* dialer back-off: first retry after this ... */
+    int reconnect_max_ms;    /* ... doubling up to this */
+    int send_timeout_ms;     /* a send waits this long for a peer / buffer room */
+    int recv_buffer_msgs;    /* messages queued on receipt before the peer is held back (0..8192) */
+    const char *tls_ca_file; /* tls+tcp: CA bundle that verifies the peer */
     const char *tls_cert_key_file; /* tls+tcp: own certificate and key (PEM, one file) */
 } transport_options;
 
 typedef struct transport transport;
 
-/* Fills o with the defaults: 1 MiB limit, back-off 100 ms .. 5 s, send timeout 5 s. */
+/* Fills o with the defaults: 1 MiB limit, back-off 100 ms .. 5 s, send timeout 5 s, receive
+ * buffer 64 messages. */
 void transport_options_default(transport_options *o);
 
 /* Starts dialing url in the background (never fails because the peer is absent) and keeps

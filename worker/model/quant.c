@@ -275,11 +275,20 @@ void quant_dequantize_row(ggml_type t, const void *src, float *dst, int64_t n) {
             quant_k_dequantize_block(t, p, dst + i);
         return;
     }
-    if (t == GGML_TYPE_F16 || t == GGML_TYPE_BF16) {
+    /* one loop per type so each vectorizes */
+    if (t == GGML_TYPE_F16) {
         for (int64_t i = 0; i < n; i++) {
             uint16_t h;
             memcpy(&h, p + 2 * i, 2);
-            dst[i] = t == GGML_TYPE_F16 ? f16_to_f32(h) : quant_bf16_to_f32(h);
+            dst[i] = f16_to_f32(h);
+        }
+        return;
+    }
+    if (t == GGML_TYPE_BF16) {
+        for (int64_t i = 0; i < n; i++) {
+            uint16_t h;
+            memcpy(&h, p + 2 * i, 2);
+            dst[i] = quant_bf16_to_f32(h);
         }
         return;
     }

@@ -12,6 +12,7 @@
 #include <cuda_fp16.h>
 
 #define ATT_WARPS 4
+#define ATT_MIN_CHUNK 64
 
 struct att_args {
     const float *q;
@@ -41,7 +42,11 @@ template <int HD> __global__ void __launch_bounds__(ATT_WARPS * 32) attention_ke
     kq_wait_prior();
     kq_allow_next();
     const int len = a.p->pos + t + 1;
-    const int chunk = (len + a.n_split - 1) / a.n_split;
+    /* at least ATT_MIN_CHUNK keys a split: short contexts use fewer splits (ns of them) and a
+     * single one writes its result directly */
+    const int chunk = max(ATT_MIN_CHUNK, (len + a.n_split - 1) / a.n_split);
+    const int ns = (len + chunk - 1) / chunk;
+    if (s >= ns) return;
     const int t0 = s * chunk, t1 = min(len, t0 + chunk);
     for (int d = threadIdx.x; d < HD; d += blockDim.x)
         qs[d] = a.q[((size_t)t * a.n_head + h) * HD + d] * a.scale;
@@ -114,7 +119,7 @@ template <int HD> __global__ void __launch_bounds__(ATT_WARPS * 32) attention_ke
     for (int w = 0; w < ATT_WARPS; w++)
         L += wm[w] == -INFINITY ? 0.0f : wl[w] * expf(wm[w] - M);
     const size_t th = (size_t)t * a.n_head + h;
-    if (a.n_split == 1) {
+    if (ns == 1) {
         for (int d = threadIdx.x; d < HD; d += blockDim.x) {
             float v = 0.0f;
             for (int w = 0; w < ATT_WARPS; w++)
@@ -136,7 +141,7 @@ template <int HD> __global__ void __launch_bounds__(ATT_WARPS * 32) attention_ke
     }
     __threadfence();
     __syncthreads();
-    if (threadIdx.x == 0) last = atomicAdd(a.counters + th, 1u) == (unsigned)a.n_split - 1;
+    if (threadIdx.x == 0) last = atomicAdd(a.counters + th, 1u) == (unsigned)ns - 1;
     __syncthreads();
     if (!last) return;
     __threadfence();
@@ -144,8 +149,8 @@ template <int HD> __global__ void __launch_bounds__(ATT_WARPS * 32) attention_ke
     __shared__ float red[32], sw[ATT_WARPS * 32];
     const float *all = a.part + th * a.n_split * (HD + 2);
     const int k = threadIdx.x;
-    const float mk = k < a.n_split ? __ldcg(all + k * (HD + 2)) : -INFINITY;
-    const float lk = k < a.n_split ? __ldcg(all + k * (HD + 2) + 1) : 0.0f;
+    const float mk = k < ns ? __ldcg(all + k * (HD + 2)) : -INFINITY;
+    const float lk = k < ns ? __ldcg(all + k * (HD + 2) + 1) : 0.0f;
     const float GM = kq_block_max(mk, red);
     const float wk = mk == -INFINITY ? 0.0f : expf(mk - GM);
     const float GL = kq_block_sum(lk * wk, red);
@@ -154,7 +159,7 @@ template <int HD> __global__ void __launch_bounds__(ATT_WARPS * 32) attention_ke
     for (int d = threadIdx.x; d < HD; d += blockDim.x) {
         float v = 0.0f;
 #pragma unroll 4
-        for (int j = 0; j < a.n_split; j++)
+        for (int j = 0; j < ns; j++)
             v += sw[j] * __ldcg(all + j * (HD + 2) + 2 + d);
         att_write<HD>(a, t, h, d, v / GL);
     }

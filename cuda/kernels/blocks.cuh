@@ -51,16 +51,23 @@ __device__ __forceinline__ float bt_half(const uint8_t *p) {
     return __half2float(__ushort_as_half(h));
 }
 
-/* 8 bytes from a 2-byte aligned address. */
+/* 8 bytes from a 2-byte aligned address: two aligned 32-bit loads, a third and funnel shifts
+ * when the address sits mid-word (the extra word never leaves the 4-byte word holding p+7). */
 __device__ __forceinline__ uint64_t bt_load8(const uint8_t *p) {
-    const uint16_t *q = (const uint16_t *)p;
-    return (uint64_t)q[0] | ((uint64_t)q[1] << 16) | ((uint64_t)q[2] << 32) |
-           ((uint64_t)q[3] << 48);
+    const uintptr_t a = (uintptr_t)p;
+    const uint32_t *w = (const uint32_t *)(a & ~(uintptr_t)3);
+    const uint32_t w0 = w[0], w1 = w[1];
+    if ((a & 3) == 0) return (uint64_t)w0 | ((uint64_t)w1 << 32);
+    const uint32_t w2 = w[2];
+    return (uint64_t)__funnelshift_r(w0, w1, 16) | ((uint64_t)__funnelshift_r(w1, w2, 16) << 32);
 }
 
+/* 4 bytes from a 2-byte aligned address. */
 __device__ __forceinline__ uint32_t bt_load4(const uint8_t *p) {
-    const uint16_t *q = (const uint16_t *)p;
-    return (uint32_t)q[0] | ((uint32_t)q[1] << 16);
+    const uintptr_t a = (uintptr_t)p;
+    const uint32_t *w = (const uint32_t *)(a & ~(uintptr_t)3);
+    if ((a & 3) == 0) return w[0];
+    return __funnelshift_r(w[0], w[1], 16);
 }
 
 /* Elements c*8 .. c*8+7 of block b (c < QK/8) into y. */

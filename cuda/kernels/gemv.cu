@@ -245,13 +245,12 @@ __device__ __forceinline__ float chunk_dot(int type, const uint8_t *row, int c, 
            y[6] * x1.z + y[7] * x1.w;
 }
 
-template <int MODE, int T>
-__global__ void __launch_bounds__(ROW_THREADS) gemv_row_kernel(gemv_args a) {
-    __shared__ float red[ROW_THREADS / 32][3];
-    const int u = blockIdx.x, tid = threadIdx.x;
-    /* the unit's rows: (m0 row r0) and, for pairs, (m1 row r1) */
-    int which = 0, r0 = u, r1 = u, i = 0;
-    const kq_mat *m0 = &a.m[0], *m1 = &a.m[0];
+/* Rows of unit u: (m0 row r0) and, for pairs, (m1 row r1); i is the rotary index. */
+template <int MODE>
+__device__ __forceinline__ void unit_rows(const gemv_args &a, int u, int &which, int &r0, int &r1,
+                                          int &i, const kq_mat *&m0, const kq_mat *&m1) {
+    which = 0, r0 = u, r1 = u, i = 0;
+    m0 = m1 = &a.m[0];
     if (MODE == KQ_GEMV_QKV) {
         const int half = a.head_dim / 2, qp = a.n_head * half, kp = a.n_head_kv * half;
         which = u < qp ? 0 : u < qp + kp ? 1 : 2;
@@ -263,23 +262,42 @@ __global__ void __launch_bounds__(ROW_THREADS) gemv_row_kernel(gemv_args a) {
     } else if (MODE == KQ_GEMV_SWIGLU) {
         m1 = &a.m[1];
     }
+}
+
+/* NU units per block (a.units_per_warp: 1, or 2 for the large gate/up products). */
+template <int MODE, int T>
+__global__ void __launch_bounds__(ROW_THREADS) gemv_row_kernel(gemv_args a) {
     constexpr bool PAIR = MODE == KQ_GEMV_QKV || MODE == KQ_GEMV_SWIGLU;
-    const uint8_t *row0 = row_ptr(*m0, r0), *row1 = row_ptr(*m1, r1);
-    for (uint64_t o = (uint64_t)tid * 128; o < m0->row_bytes; o += ROW_THREADS * 128) {
-        kq_prefetch_l2(row0 + o);
-        if (PAIR) kq_prefetch_l2(row1 + o);
-    }
-    float b0 = 0.0f, b1 = 0.0f;
-    double f = 0.0;
-    if (tid == 0) {
-        if (m0->bias) b0 = m0->bias[r0];
-        if (PAIR && m1->bias) b1 = m1->bias[r1];
-        if (MODE == KQ_GEMV_QKV) f = a.inv_freq[i];
+    __shared__ float red[ROW_THREADS / 32][5];
+    const int nu = a.units_per_warp, u_first = blockIdx.x * nu, tid = threadIdx.x;
+    int which[2], r0[2], r1[2], ri[2];
+    const kq_mat *m0[2], *m1[2];
+    const uint8_t *row0[2], *row1[2];
+    float b0[2] = {0.0f, 0.0f}, b1[2] = {0.0f, 0.0f};
+    double f[2] = {0.0, 0.0};
+#pragma unroll
+    for (int k = 0; k < 2; k++) {
+        const int u = min(u_first + k, a.n_units - 1);
+        unit_rows<MODE>(a, u, which[k], r0[k], r1[k], ri[k], m0[k], m1[k]);
+        row0[k] = row_ptr(*m0[k], r0[k]);
+        row1[k] = row_ptr(*m1[k], r1[k]);
+        if (k < nu) {
+            for (uint64_t o = (uint64_t)tid * 128; o < m0[k]->row_bytes; o += ROW_THREADS * 128) {
+                kq_prefetch_l2(row0[k] + o);
+                if (PAIR) kq_prefetch_l2(row1[k] + o);
+            }
+            if (tid == k) { /* thread k finishes unit k */
+                if (m0[k]->bias) b0[k] = m0[k]->bias[r0[k]];
+                if (PAIR && m1[k]->bias) b1[k] = m1[k]->bias[r1[k]];
+                if (MODE == KQ_GEMV_QKV) f[k] = a.inv_freq[ri[k]];
+            }
+        }
     }
     kq_wait_prior();
     kq_allow_next();
     const float4 *x4 = (const float4 *)a.x, *n4 = (const float4 *)a.norm_w;
-    float d0 = 0.0f, d1 = 0.0f, ss = 0.0f;
+    float d[4] = {0.0f, 0.0f, 0.0f, 0.0f}, ss = 0.0f;
+#pragma unroll 2
     for (int c = tid; c < a.cols / 8; c += ROW_THREADS) {
         float4 x0 = __ldg(x4 + 2 * c), x1 = __ldg(x4 + 2 * c + 1);
         if (n4) {
@@ -289,36 +307,48 @@ __global__ void __launch_bounds__(ROW_THREADS) gemv_row_kernel(gemv_args a) {
             x0.x *= w0.x, x0.y *= w0.y, x0.z *= w0.z, x0.w *= w0.w;
             x1.x *= w1.x, x1.y *= w1.y, x1.z *= w1.z, x1.w *= w1.w;
         }
-        d0 += chunk_dot<T>(m0->type, row0, c, x0, x1);
-        if (PAIR) d1 += chunk_dot<T>(m1->type, row1, c, x0, x1);
+        d[0] += chunk_dot<T>(m0[0]->type, row0[0], c, x0, x1);
+        if (PAIR) d[1] += chunk_dot<T>(m1[0]->type, row1[0], c, x0, x1);
+        if (nu > 1) {
+            d[2] += chunk_dot<T>(m0[1]->type, row0[1], c, x0, x1);
+            if (PAIR) d[3] += chunk_dot<T>(m1[1]->type, row1[1], c, x0, x1);
+        }
     }
-    d0 = kq_warp_sum(d0);
-    if (PAIR) d1 = kq_warp_sum(d1);
+#pragma unroll
+    for (int k = 0; k < 4; k++)
+        d[k] = kq_warp_sum(d[k]);
     if (n4) ss = kq_warp_sum(ss);
     if ((tid & 31) == 0) {
-        red[tid >> 5][0] = d0;
-        red[tid >> 5][1] = d1;
-        red[tid >> 5][2] = ss;
+#pragma unroll
+        for (int k = 0; k < 4; k++)
+            red[tid >> 5][k] = d[k];
+        red[tid >> 5][4] = ss;
     }
     __syncthreads();
-    if (tid != 0) return;
-    d0 = d1 = ss = 0.0f;
+    if (tid >= nu) return;
+    /* thread k finishes unit k */
+    const int k = tid, u = u_first + k;
+    if (u >= a.n_units) return;
+    float e0 = 0.0f, e1 = 0.0f;
+    ss = 0.0f;
     for (int w = 0; w < ROW_THREADS / 32; w++) {
-        d0 += red[w][0];
-        d1 += red[w][1];
-        ss += red[w][2];
+        e0 += red[w][2 * k];
+        e1 += red[w][2 * k + 1];
+        ss += red[w][4];
     }
     const float sc = n4 ? rsqrtf(ss / (float)a.cols + a.eps) : 1.0f;
-    d0 *= sc;
-    d1 *= sc;
+    e0 *= sc;
+    e1 *= sc;
+    const float bb0 = k == 0 ? b0[0] : b0[1], bb1 = k == 0 ? b1[0] : b1[1];
     if (MODE == KQ_GEMV_QKV) {
-        qkv_store(a, which, r0, r1, f, d0 + b0, d1 + b1);
+        qkv_store(a, k == 0 ? which[0] : which[1], k == 0 ? r0[0] : r0[1], k == 0 ? r1[0] : r1[1],
+                  k == 0 ? f[0] : f[1], e0 + bb0, e1 + bb1);
     } else if (MODE == KQ_GEMV_SWIGLU) {
-        a.out[u] = d0 / (1.0f + expf(-d0)) * d1;
+        a.out[u] = e0 / (1.0f + expf(-e0)) * e1;
     } else if (MODE == KQ_GEMV_ADD) {
-        a.out[u] += d0 + b0;
+        a.out[u] += e0 + bb0;
     } else {
-        (a.out ? a.out : a.p->logits)[u] = d0 + b0;
+        (a.out ? a.out : a.p->logits)[u] = e0 + bb0;
     }
 }
 
@@ -428,6 +458,11 @@ extern "C" cudaError_t kq_gemv(int mode, const kq_mat *m, int n_mats, const floa
     }
 #undef GEMV_PICK
 #undef GEMV_T
-    if (by_row) return kq_launch(k, dim3(a.n_units), dim3(ROW_THREADS), 0, st, a);
+    if (by_row) {
+        /* two units a block once there are enough of them to fill the machine twice over */
+        a.units_per_warp = a.n_units >= 4096 ? 2 : 1;
+        const int nb = (a.n_units + a.units_per_warp - 1) / a.units_per_warp;
+        return kq_launch(k, dim3(nb), dim3(ROW_THREADS), 0, st, a);
+    }
     return kq_launch(k, grid, block, 0, st, a);
 }

@@ -76,7 +76,8 @@ cudaError_t kq_rope_kv(const float *qkv, const float *bq, const float *bk, const
 
 /* attention.cu: causal grouped-query attention of n_tok queries (n_tok, n_head*head_dim) at
  * positions p->pos + i against the cache of layer `layer`, each over keys 0..pos. The key range is
- * split into n_split parts computed in parallel and merged (part: n_tok*n_head*n_split*(hd+2)
+ * split into at most n_split (<= 128) parts of at least 64 keys, computed in parallel and merged
+ * (part: n_tok*n_head*n_split*(hd+2)
  * floats; counters: n_tok*n_head zeros, left zero afterwards). out32 and/or out16 receive
  * (n_tok, n_head*head_dim). */
 cudaError_t kq_attention(const float *q, int n_tok, const kq_params *p, const kq_geom *g, int layer,

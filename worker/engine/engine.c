@@ -1,6 +1,7 @@
 /* engine.c: backend selection and the argument checks every backend relies on. */
 #include "engine/engine.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -41,6 +42,20 @@ bool engine_backend_available(engine_backend b) {
     return engine_cuda_device_present();
 #else
     return false;
+#endif
+}
+
+ws_status engine_device_query(engine_backend b, int device, engine_memory *out, ws_error *err) {
+    memset(out, 0, sizeof *out);
+    if (b == ENGINE_CPU) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        snprintf(out->device_name, sizeof out->device_name, "cpu (%ld threads)", n > 0 ? n : 1);
+        return WS_OK;
+    }
+#ifdef WORKER_HAVE_CUDA
+    return engine_cuda_device_query(device, out, err);
+#else
+    return ws_fail(err, WS_ERR_UNSUPPORTED, "backend cuda is not built into this binary");
 #endif
 }
 

@@ -41,6 +41,11 @@ const char *engine_backend_name(engine_backend b);
  * present. Never falls back silently: callers choose. */
 bool engine_backend_available(engine_backend b);
 
+/* Describes the device a backend would run on before any model is loaded: name, UUID and memory
+ * total/free for CUDA device `device`; "cpu (N threads)" for the CPU. WS_ERR_UNSUPPORTED when the
+ * backend is not built in, WS_ERR_DEVICE when the device cannot be queried. */
+ws_status engine_device_query(engine_backend b, int device, engine_memory *out, ws_error *err);
+
 /* Binds m (borrowed: it must outlive the engine). Out-of-memory names bytes needed and free.
  * Threads: calls on distinct sequences of one engine may come from several threads; the backend
  * serialises its forward passes internally. One sequence is used by one thread at a time. */
@@ -114,6 +119,8 @@ extern const engine_ops engine_cpu_ops;
 #ifdef WORKER_HAVE_CUDA
 extern const engine_ops engine_cuda_ops; /* cuda/engine_cuda.cu */
 bool engine_cuda_device_present(void);
+ws_status engine_cuda_device_query(int device, engine_memory *out,
+                                   ws_error *err); /* cuda/device_query.cu */
 #endif
 
 #endif

@@ -255,7 +255,9 @@ static ws_status worker_start(worker *w, const worker_config *c, ws_error *err) 
                        "CUDA); use --backend cpu explicitly",
                        c->backend);
     }
-    if (w->backend == ENGINE_CPU) snprintf(w->mem.device_name, sizeof w->mem.device_name, "cpu");
+    /* Registration names the device (and, for CUDA, its memory) before any model is loaded. */
+    ws_status qst = engine_device_query(w->backend, c->gpu, &w->mem, err);
+    if (qst != WS_OK) return qst;
     if (c->model_dir) {
         char real[PATH_MAX];
         if (!realpath(c->model_dir, real))

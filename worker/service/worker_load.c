@@ -23,6 +23,11 @@ void worker_refresh_memory(worker *w) {
         engine_memory mem;
         ws_error err = {{0}};
         if (engine_memory_get(w->lm->eng, &mem, &err) == WS_OK) w->mem = mem;
+    } else {
+        /* no model: the device's own figures, so the controller sees free memory move */
+        engine_memory dev;
+        ws_error err = {{0}};
+        if (engine_device_query(w->backend, w->cfg.gpu, &dev, &err) == WS_OK) w->mem = dev;
     }
     pthread_mutex_unlock(&w->mu);
 }

@@ -5,6 +5,7 @@ extern "C" {
 }
 #include <cuda_runtime.h>
 #include <stdio.h>
+#include <string.h>
 
 extern "C" ws_status engine_cuda_device_query(int device, engine_memory *out, ws_error *err) {
     int n = 0;
@@ -18,7 +19,10 @@ extern "C" ws_status engine_cuda_device_query(int device, engine_memory *out, ws
     if (e != cudaSuccess)
         return ws_fail(err, WS_ERR_DEVICE, "cudaGetDeviceProperties(%d): %s", device,
                        cudaGetErrorString(e));
-    snprintf(out->device_name, sizeof out->device_name, "%s", prop.name);
+    /* bounded copy: prop.name (256 bytes) never fits snprintf's truncation check */
+    const size_t nl = strnlen(prop.name, sizeof out->device_name - 1);
+    memcpy(out->device_name, prop.name, nl);
+    out->device_name[nl] = '\0';
     const unsigned char *u = (const unsigned char *)prop.uuid.bytes;
     snprintf(out->device_uuid, sizeof out->device_uuid,
              "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0], u[1],

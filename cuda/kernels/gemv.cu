@@ -1,8 +1,13 @@
-/* gemv.cu: the decode matrix-vector products. One warp computes one output unit (a row, or the
- * row pair a rotary rotation mixes) by reading the weight rows in their block type, 8 elements per
- * lane per step, against the input vector held in shared memory; FP32 accumulation. Each block
- * first loads (and optionally RMS-normalises) the input, so the norms need no launch of their own;
- * the epilogues add biases, rotate, fill the KV cache, apply SwiGLU or update the residual. */
+/* gemv.cu: the decode matrix-vector products, reading each weight in its block type (8 elements a
+ * thread a step) against FP32 inputs with FP32 accumulation. Two kernels:
+ *   row kernel   one block of 128 threads per output unit (a row, a rotary row pair, or a
+ *                gate/up pair; two units a block for the large FFN products): a unit costs one
+ *                memory round trip and a block reduction.
+ *   head kernel  8 consecutive rows a block for matrices of many rows (the LM head).
+ * RMSNorm is folded in as a scalar on the dot products (W.(x*s*w) = s * W.(x*w), x^2 summed from
+ * the chunks read), so norms need no launch of their own; epilogues add biases, rotate, fill the
+ * KV cache, apply SwiGLU or update the residual. Weights are prefetched into L2 before waiting
+ * on the previous kernel (programmatic dependent launch). */
 #include <math.h>
 #include <string.h>
 
@@ -10,11 +15,9 @@
 #include "kernels/common.cuh"
 #include "kernels/kernels.h"
 
-#define GEMV_WARPS 4
-
 struct gemv_args {
     kq_mat m[3];
-    int n_mats, cols, n_units, units_per_warp;
+    int n_mats, cols, n_units, units_per_block;
     const float *x, *norm_w;
     float eps;
     float *out;
@@ -22,58 +25,6 @@ struct gemv_args {
     int n_head, n_head_kv, head_dim, max_ctx, layer;
     const double *inv_freq;
 };
-
-/* Dot products of NR rows of type T (cols elements) with x (times nw elementwise when nw is not
- * NULL), both read through the cache: no staging, so the first weight and input loads leave
- * together. Every lane gets the sums. */
-template <int T, int NR>
-__device__ __forceinline__ void dot_rows(const uint8_t *const *rows, int cols, const float *x,
-                                         const float *nw, float *acc) {
-    const int lane = threadIdx.x & 31, nch = cols >> 3;
-    const float4 *x4 = (const float4 *)x, *n4 = (const float4 *)nw;
-    float a[NR];
-#pragma unroll
-    for (int r = 0; r < NR; r++)
-        a[r] = 0.0f;
-#pragma unroll 4
-    for (int c = lane; c < nch; c += 32) {
-        float4 x0 = __ldg(x4 + 2 * c), x1 = __ldg(x4 + 2 * c + 1);
-        if (nw) {
-            const float4 w0 = __ldg(n4 + 2 * c), w1 = __ldg(n4 + 2 * c + 1);
-            x0.x *= w0.x, x0.y *= w0.y, x0.z *= w0.z, x0.w *= w0.w;
-            x1.x *= w1.x, x1.y *= w1.y, x1.z *= w1.z, x1.w *= w1.w;
-        }
-#pragma unroll
-        for (int r = 0; r < NR; r++) {
-            float y[8];
-            bt_row_chunk<T>(rows[r], c, y);
-            a[r] += y[0] * x0.x + y[1] * x0.y + y[2] * x0.z + y[3] * x0.w + y[4] * x1.x +
-                    y[5] * x1.y + y[6] * x1.z + y[7] * x1.w;
-        }
-    }
-#pragma unroll
-    for (int r = 0; r < NR; r++)
-        acc[r] = kq_warp_sum(a[r]);
-}
-
-/* Runtime-typed dispatch to dot_rows. */
-template <int NR>
-__device__ __forceinline__ void dot_rows_t(int type, const uint8_t *const *rows, int cols,
-                                           const float *x, const float *nw, float *acc) {
-#define GEMV_CASE(T) dot_rows<T, NR>(rows, cols, x, nw, acc)
-    BT_DISPATCH(type, GEMV_CASE)
-#undef GEMV_CASE
-}
-
-/* Compile-time type T, or the runtime type when T < 0 (matrices of mixed types). */
-template <int T, int NR>
-__device__ __forceinline__ void dot_any(int type, const uint8_t *const *rows, int cols,
-                                        const float *x, const float *nw, float *acc) {
-    if constexpr (T >= 0)
-        dot_rows<T, NR>(rows, cols, x, nw, acc);
-    else
-        dot_rows_t<NR>(type, rows, cols, x, nw, acc);
-}
 
 __device__ __forceinline__ const uint8_t *row_ptr(const kq_mat &m, int r) {
     return (const uint8_t *)m.w + (size_t)r * m.row_bytes;
@@ -104,131 +55,12 @@ __device__ __forceinline__ void qkv_store(const gemv_args &a, int which, int r0,
     cache[r1] = x1;
 }
 
-template <int T> __device__ void qkv_unit(const gemv_args &a, float sc, int u) {
-    const int half = a.head_dim / 2;
-    const int q_pairs = a.n_head * half, kv_pairs = a.n_head_kv * half;
-    int which = 0, v = u;
-    if (v >= q_pairs) {
-        v -= q_pairs;
-        which = 1;
-        if (v >= kv_pairs) {
-            v -= kv_pairs;
-            which = 2;
-        }
-    }
-    const kq_mat &m = a.m[which];
-    const int head = v / half, i = v % half;
-    const int r0 = head * a.head_dim + i, r1 = r0 + half;
-    const uint8_t *rows[2] = {row_ptr(m, r0), row_ptr(m, r1)};
-    /* biases and the frequency are loaded alongside the weights, not after them */
-    const float b0 = m.bias ? m.bias[r0] : 0.0f, b1 = m.bias ? m.bias[r1] : 0.0f;
-    const double f = a.inv_freq ? a.inv_freq[i] : 0.0;
-    float d[2];
-    dot_any<T, 2>(m.type, rows, a.cols, a.x, a.norm_w, d);
-    if ((threadIdx.x & 31) != 0) return;
-    qkv_store(a, which, r0, r1, f, d[0] * sc + b0, d[1] * sc + b1);
-}
-
-template <int MODE, int T>
-__global__ void __launch_bounds__(GEMV_WARPS * 32, 8) gemv_kernel(gemv_args a) {
-    /* Before the predecessor finishes: warm L2 with this warp's first weight rows. */
-    {
-        const int w = blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5), lane = threadIdx.x & 31;
-        const int u = w * a.units_per_warp;
-        if (u < a.n_units) {
-            int mi = 0, r = u;
-            if (MODE == KQ_GEMV_QKV) {
-                const int half = a.head_dim / 2, qp = a.n_head * half, kp = a.n_head_kv * half;
-                mi = u < qp ? 0 : u < qp + kp ? 1 : 2;
-                const int v = u - (mi == 0 ? 0 : mi == 1 ? qp : qp + kp);
-                r = (v / half) * a.head_dim + v % half;
-            }
-            const int nm = MODE == KQ_GEMV_SWIGLU ? 2 : 1;
-            for (int k = 0; k < nm; k++) {
-                const kq_mat &m = a.m[mi + k];
-                const uint8_t *row = (const uint8_t *)m.w + (size_t)r * m.row_bytes;
-                for (uint64_t o = (uint64_t)lane * 128; o < m.row_bytes; o += 32 * 128)
-                    kq_prefetch_l2(row + o);
-                if (MODE == KQ_GEMV_QKV) /* the rotary partner row */
-                    for (uint64_t o = (uint64_t)lane * 128; o < m.row_bytes; o += 32 * 128)
-                        kq_prefetch_l2(row + (size_t)(a.head_dim / 2) * m.row_bytes + o);
-            }
-        }
-    }
-    kq_wait_prior();
-    kq_allow_next();
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int u0 = (blockIdx.x * GEMV_WARPS + warp) * a.units_per_warp;
-    if (u0 >= a.n_units) return;
-    /* RMSNorm as a scalar on the dot products: W.(x*s*w) = s * W.(x*w); each warp sums x^2 */
-    float sc = 1.0f;
-    if (a.norm_w) {
-        float ss = 0.0f;
-        for (int i = lane; i < a.cols / 4; i += 32) {
-            const float4 v = __ldg((const float4 *)a.x + i);
-            ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
-        }
-        sc = rsqrtf(kq_warp_sum(ss) / (float)a.cols + a.eps);
-    }
-    const int u1 = min(u0 + a.units_per_warp, a.n_units);
-    if (MODE == KQ_GEMV_QKV) {
-        for (int u = u0; u < u1; u++)
-            qkv_unit<T>(a, sc, u);
-    } else if (MODE == KQ_GEMV_SWIGLU) {
-        for (int u = u0; u < u1; u++) {
-            if (T >= 0 && u + 1 < u1) { /* two units at once: four rows in flight */
-                const uint8_t *rows[4] = {row_ptr(a.m[0], u), row_ptr(a.m[1], u),
-                                          row_ptr(a.m[0], u + 1), row_ptr(a.m[1], u + 1)};
-                float d[4];
-                dot_any<T, 4>(a.m[0].type, rows, a.cols, a.x, a.norm_w, d);
-                if (lane < 2) {
-                    const float g = (lane == 0 ? d[0] : d[2]) * sc;
-                    const float up = (lane == 0 ? d[1] : d[3]) * sc;
-                    a.out[u + lane] = g / (1.0f + expf(-g)) * up;
-                }
-                u++;
-                continue;
-            }
-            const uint8_t *rows[2] = {row_ptr(a.m[0], u), row_ptr(a.m[1], u)};
-            float d[2];
-            if (T >= 0 || a.m[0].type == a.m[1].type) {
-                dot_any<T, 2>(a.m[0].type, rows, a.cols, a.x, a.norm_w, d);
-            } else {
-                dot_any<T, 1>(a.m[0].type, rows, a.cols, a.x, a.norm_w, d);
-                dot_any<T, 1>(a.m[1].type, rows + 1, a.cols, a.x, a.norm_w, d + 1);
-            }
-            const float g = d[0] * sc, up = d[1] * sc;
-            if (lane == 0) a.out[u] = g / (1.0f + expf(-g)) * up;
-        }
-    } else {
-        float *out = a.out ? a.out : a.p->logits;
-        /* two rows at a time: twice the loads in flight */
-        for (int u = u0; u < u1; u += 2) {
-            const int nr = u + 1 < u1 ? 2 : 1;
-            const uint8_t *rows[2] = {row_ptr(a.m[0], u), row_ptr(a.m[0], u + nr - 1)};
-            float d[2];
-            if (nr == 2)
-                dot_any<T, 2>(a.m[0].type, rows, a.cols, a.x, a.norm_w, d);
-            else
-                dot_any<T, 1>(a.m[0].type, rows, a.cols, a.x, a.norm_w, d);
-            if (lane < nr) {
-                float v = (lane == 0 ? d[0] : d[1]) * sc;
-                if (a.m[0].bias) v += a.m[0].bias[u + lane];
-                if (MODE == KQ_GEMV_ADD)
-                    out[u + lane] += v;
-                else
-                    out[u + lane] = v;
-            }
-        }
-    }
-}
-
 /* ---- one block per output unit: the matrices of the layers (a few thousand rows) ----
  * 128 threads share each row (one 8-element chunk per thread at 896 columns), so a unit costs one
  * memory round trip and a block reduction instead of a warp walking the whole row. */
 
 #define ROW_THREADS 128
-#define ROW_MAX_UNITS 16384 /* beyond this, warps walk rows (the LM head) */
+#define HEAD_MIN_ROWS 16384 /* SET/ADD products with more rows use the head kernel */
 
 template <int T>
 __device__ __forceinline__ float chunk_dot(int type, const uint8_t *row, int c, const float4 &x0,
@@ -264,12 +96,12 @@ __device__ __forceinline__ void unit_rows(const gemv_args &a, int u, int &which,
     }
 }
 
-/* NU units per block (a.units_per_warp: 1, or 2 for the large gate/up products). */
+/* NU units per block (a.units_per_block: 1, or 2 for the large gate/up products). */
 template <int MODE, int T>
 __global__ void __launch_bounds__(ROW_THREADS) gemv_row_kernel(gemv_args a) {
     constexpr bool PAIR = MODE == KQ_GEMV_QKV || MODE == KQ_GEMV_SWIGLU;
     __shared__ float red[ROW_THREADS / 32][5];
-    const int nu = a.units_per_warp, u_first = blockIdx.x * nu, tid = threadIdx.x;
+    const int nu = a.units_per_block, u_first = blockIdx.x * nu, tid = threadIdx.x;
     int which[2], r0[2], r1[2], ri[2];
     const kq_mat *m0[2], *m1[2];
     const uint8_t *row0[2], *row1[2];
@@ -352,6 +184,67 @@ __global__ void __launch_bounds__(ROW_THREADS) gemv_row_kernel(gemv_args a) {
     }
 }
 
+/* ---- the LM head (and any matrix of many rows): HEAD_ROWS consecutive rows a block ----
+ * Every thread reads one chunk of each of the block's rows for the same input chunk, so eight
+ * independent loads are in flight per thread; the rows are reduced across the block at the end. */
+
+#define HEAD_ROWS 8
+
+template <int MODE, int T>
+__global__ void __launch_bounds__(ROW_THREADS) gemv_head_kernel(gemv_args a) {
+    __shared__ float red[ROW_THREADS / 32][HEAD_ROWS + 1];
+    const int r0 = blockIdx.x * HEAD_ROWS, tid = threadIdx.x;
+    const int nr = min(HEAD_ROWS, a.n_units - r0);
+    const kq_mat &m = a.m[0];
+    const uint8_t *base = row_ptr(m, r0);
+    for (uint64_t o = (uint64_t)tid * 128; o < (uint64_t)nr * m.row_bytes; o += ROW_THREADS * 128)
+        kq_prefetch_l2(base + o);
+    const float bias = tid < nr && m.bias ? m.bias[r0 + tid] : 0.0f;
+    kq_wait_prior();
+    kq_allow_next();
+    const float4 *x4 = (const float4 *)a.x, *n4 = (const float4 *)a.norm_w;
+    float acc[HEAD_ROWS], ss = 0.0f;
+#pragma unroll
+    for (int r = 0; r < HEAD_ROWS; r++)
+        acc[r] = 0.0f;
+    for (int c = tid; c < a.cols / 8; c += ROW_THREADS) {
+        float4 x0 = __ldg(x4 + 2 * c), x1 = __ldg(x4 + 2 * c + 1);
+        if (n4) {
+            ss += x0.x * x0.x + x0.y * x0.y + x0.z * x0.z + x0.w * x0.w + x1.x * x1.x +
+                  x1.y * x1.y + x1.z * x1.z + x1.w * x1.w;
+            const float4 w0 = __ldg(n4 + 2 * c), w1 = __ldg(n4 + 2 * c + 1);
+            x0.x *= w0.x, x0.y *= w0.y, x0.z *= w0.z, x0.w *= w0.w;
+            x1.x *= w1.x, x1.y *= w1.y, x1.z *= w1.z, x1.w *= w1.w;
+        }
+#pragma unroll
+        for (int r = 0; r < HEAD_ROWS; r++)
+            if (r < nr) acc[r] += chunk_dot<T>(m.type, base + (size_t)r * m.row_bytes, c, x0, x1);
+    }
+#pragma unroll
+    for (int r = 0; r < HEAD_ROWS; r++)
+        acc[r] = kq_warp_sum(acc[r]);
+    if (n4) ss = kq_warp_sum(ss);
+    if ((tid & 31) == 0) {
+#pragma unroll
+        for (int r = 0; r < HEAD_ROWS; r++)
+            red[tid >> 5][r] = acc[r];
+        red[tid >> 5][HEAD_ROWS] = ss;
+    }
+    __syncthreads();
+    if (tid >= nr) return;
+    float v = 0.0f;
+    ss = 0.0f;
+    for (int w = 0; w < ROW_THREADS / 32; w++) {
+        v += red[w][tid];
+        ss += red[w][HEAD_ROWS];
+    }
+    v = v * (n4 ? rsqrtf(ss / (float)a.cols + a.eps) : 1.0f) + bias;
+    if (MODE == KQ_GEMV_ADD)
+        a.out[r0 + tid] += v;
+    else
+        (a.out ? a.out : a.p->logits)[r0 + tid] = v;
+}
+
 extern "C" cudaError_t kq_gemv(int mode, const kq_mat *m, int n_mats, const float *x,
                                const float *norm_w, float eps, float *out, const kq_params *p,
                                const kq_geom *g, int layer, cudaStream_t st) {
@@ -375,26 +268,15 @@ extern "C" cudaError_t kq_gemv(int mode, const kq_mat *m, int n_mats, const floa
         a.inv_freq = g->inv_freq;
     }
     a.n_units = mode == KQ_GEMV_QKV ? (m[0].rows + m[1].rows + m[2].rows) / 2 : m[0].rows;
-    /* One wave of 8 resident blocks per multiprocessor; more units per warp beyond. */
-    static int n_sm = 0;
-    if (n_sm == 0) {
-        int dev = 0;
-        if (cudaGetDevice(&dev) != cudaSuccess ||
-            cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
-            n_sm = 132;
-    }
-    const int target_warps = n_sm * 8 * GEMV_WARPS;
-    a.units_per_warp = a.n_units > target_warps ? (a.n_units + target_warps - 1) / target_warps : 1;
-    const int warps = (a.n_units + a.units_per_warp - 1) / a.units_per_warp;
-    const int blocks = (warps + GEMV_WARPS - 1) / GEMV_WARPS;
-    const dim3 grid(blocks), block(GEMV_WARPS * 32);
     if ((a.cols & 7) != 0 || mode < 0 || mode > KQ_GEMV_QKV) return cudaErrorInvalidValue;
     int t = m[0].type;
     for (int i = 1; i < n_mats; i++)
         if (m[i].type != t) t = -1;
     void (*k)(gemv_args) = NULL;
-    const bool by_row = a.n_units <= ROW_MAX_UNITS;
-#define GEMV_T(M, TT) (by_row ? gemv_row_kernel<M, TT> : gemv_kernel<M, TT>)
+    const bool by_head = a.n_units >= HEAD_MIN_ROWS && (mode == KQ_GEMV_SET || mode == KQ_GEMV_ADD);
+#define GEMV_T(M, TT)                                                                              \
+    (by_head ? gemv_head_kernel<(M == KQ_GEMV_ADD ? KQ_GEMV_ADD : KQ_GEMV_SET), TT>                \
+             : gemv_row_kernel<M, TT>)
 #define GEMV_PICK(M)                                                                               \
     do {                                                                                           \
         switch (t) {                                                                               \
@@ -437,8 +319,8 @@ extern "C" cudaError_t kq_gemv(int mode, const kq_mat *m, int n_mats, const floa
         case BT_Q6_K:                                                                              \
             k = GEMV_T(M, BT_Q6_K);                                                                \
             break;                                                                                 \
-        default:                                                                                   \
-            k = GEMV_T(M, -1);                                                                     \
+        default: /* mixed types: only the multi-matrix modes (row kernel) */                       \
+            k = gemv_row_kernel<M, -1>;                                                            \
             break;                                                                                 \
         }                                                                                          \
     } while (0)
@@ -458,11 +340,11 @@ extern "C" cudaError_t kq_gemv(int mode, const kq_mat *m, int n_mats, const floa
     }
 #undef GEMV_PICK
 #undef GEMV_T
-    if (by_row) {
-        /* two units a block once there are enough of them to fill the machine twice over */
-        a.units_per_warp = a.n_units >= 4096 ? 2 : 1;
-        const int nb = (a.n_units + a.units_per_warp - 1) / a.units_per_warp;
-        return kq_launch(k, dim3(nb), dim3(ROW_THREADS), 0, st, a);
-    }
-    return kq_launch(k, grid, block, 0, st, a);
+    if (by_head)
+        return kq_launch(k, dim3((a.n_units + HEAD_ROWS - 1) / HEAD_ROWS), dim3(ROW_THREADS), 0, st,
+                         a);
+    /* two units a block once there are enough of them to fill the machine twice over */
+    a.units_per_block = a.n_units >= 4096 ? 2 : 1;
+    const int nb = (a.n_units + a.units_per_block - 1) / a.units_per_block;
+    return kq_launch(k, dim3(nb), dim3(ROW_THREADS), 0, st, a);
 }

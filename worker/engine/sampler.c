@@ -5,6 +5,7 @@
  * order) and sorting only the one bucket where a walk stops. O(n) per token plus one small sort;
  * a degenerate distribution (everything in one bucket) costs one O(n log n) sort. */
 #include "engine/sampler.h"
+#include "base/splitmix.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -82,13 +83,6 @@ ws_status sampler_params_validate(const sampler_params *p, uint32_t n_vocab, ws_
 }
 
 /* ---- random stream: xoshiro256** seeded through splitmix64 ---- */
-
-static uint64_t splitmix64(uint64_t *x) {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
 static uint64_t rotl(uint64_t x, int k) {
     return (x << k) | (x >> (64 - k));

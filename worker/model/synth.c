@@ -1,5 +1,6 @@
 /* synth.c: deterministic random qwen2 models (see synth.h). */
 #include "model/synth.h"
+#include "base/splitmix.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -26,13 +27,6 @@ void synth_default_params(synth_params *p) {
 }
 
 /* ---- random numbers ---- */
-
-static uint64_t splitmix64(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
 /* Uniform in (0, 1]. */
 static double uniform01(uint64_t *s) {

@@ -13,9 +13,11 @@
  * - every other type: prefill feeds the tensor cores F16 operands (activations rounded to F16,
  *   block weights dequantized to F16), FP32 accumulation. F16 rounding is 2^-11 ~ 4.9e-4
  *   relative per operand; over the 7 products of each layer, 2 layers and the LM head the errors
- *   add up to about 1e-3 of max |logit| (llama.cpp's F16 KV cache and 8-bit activations land at
- *   1.4e-2..3.5e-2 on these files). Held to TOL_F16 = 4e-3. Decode itself is FP32 but reads a
- *   cache the prefill wrote, so the same figure applies.
+ *   add up: measured at most 5.9e-4 of max |logit| over every fixture and prompt on an H200
+ *   (ta-q6_k, chat), 3.5e-4..5e-4 on the real-shape synthetic models against the CPU engine
+ *   (llama.cpp's F16 KV cache and 8-bit activations land at 1.4e-2..3.5e-2 on these files).
+ *   Held to TOL_F16 = 2e-3, about three times the worst measurement. Decode itself is FP32 but
+ *   reads a cache the prefill wrote, so the same figure applies.
  * Top-1 must agree wherever the reference margin between its best two logits exceeds twice the
  * tolerance times max |ref|. */
 #include <check.h>
@@ -34,7 +36,7 @@ static const char *data_dir(void) {
 }
 
 #define TOL_FP32 2e-5
-#define TOL_F16 4e-3
+#define TOL_F16 2e-3
 
 static const char *const fixtures[] = {
     "ta-f32",  "ta-f16",    "ta-bf16",   "ta-q8_0",   "ta-q4_0", "ta-q4_1", "ta-q5_0", "ta-q5_1",

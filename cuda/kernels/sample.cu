@@ -9,6 +9,7 @@
  * The arithmetic follows the host sampler (float weights, double sums) so both pick the same token
  * except where a sum lands within rounding of a boundary. */
 #include <cub/device/device_radix_sort.cuh>
+#include <limits.h>
 #include <math.h>
 #include <string.h>
 
@@ -68,6 +69,7 @@ struct sp_stats {
     unsigned counter; /* zero between launches */
     float bmax[SP_STAT_BLOCKS];
     double bsum[SP_STAT_BLOCKS];
+    int32_t bidx[SP_STAT_BLOCKS];
 };
 
 /* lse of pen: each block its slice's max and sum of exp (FP32 terms, double sum), the last block
@@ -118,6 +120,84 @@ __global__ void sp_stats_kernel(const float *pen, int n, float t, float *keys, s
         S += __shfl_xor_sync(0xffffffffu, S, o);
     if (lane == 0) {
         s->lse = (double)M + log(S);
+        s->counter = 0;
+    }
+}
+
+/* Greedy without alternatives, in one launch: each block the (max, lowest index) of its slice and
+ * the slice's sum of exp relative to that max; the last block merges them into the token and its
+ * log-probability (max - lse). */
+__global__ void sp_greedy_kernel(const float *pen, int n, sp_stats *s, kq_sample_out *out) {
+    __shared__ float red[32], bm;
+    __shared__ int ri[32];
+    __shared__ double dred[32];
+    __shared__ bool last;
+    const int per = (n + gridDim.x - 1) / gridDim.x;
+    const int b = blockIdx.x * per, e = min(n, b + per);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    float bv = -INFINITY;
+    int bi = INT_MAX;
+    for (int i = b + threadIdx.x; i < e; i += blockDim.x)
+        if (pen[i] > bv || (pen[i] == bv && i < bi)) bv = pen[i], bi = i;
+    for (int o = 16; o > 0; o >>= 1) {
+        const float v = __shfl_xor_sync(0xffffffffu, bv, o);
+        const int j = __shfl_xor_sync(0xffffffffu, bi, o);
+        if (v > bv || (v == bv && j < bi)) bv = v, bi = j;
+    }
+    if (lane == 0) red[warp] = bv, ri[warp] = bi;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int w = 1; w < nw; w++)
+            if (red[w] > bv || (red[w] == bv && ri[w] < bi)) bv = red[w], bi = ri[w];
+        bm = bv;
+        ri[0] = bi;
+    }
+    __syncthreads();
+    const float m = bm;
+    double sum = 0.0;
+    if (m != -INFINITY)
+        for (int i = b + threadIdx.x; i < e; i += blockDim.x)
+            sum += (double)expf(pen[i] - m);
+    for (int o = 16; o > 0; o >>= 1)
+        sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    if (lane == 0) dred[warp] = sum;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        double tot = 0.0;
+        for (int w = 0; w < nw; w++)
+            tot += dred[w];
+        s->bmax[blockIdx.x] = m;
+        s->bsum[blockIdx.x] = tot;
+        s->bidx[blockIdx.x] = ri[0];
+        __threadfence();
+        last = atomicAdd(&s->counter, 1u) == gridDim.x - 1;
+    }
+    __syncthreads();
+    if (!last || threadIdx.x >= 32) return;
+    __threadfence();
+    float M = -INFINITY;
+    int I = INT_MAX;
+    for (int k = lane; k < (int)gridDim.x; k += 32) {
+        const float v = __ldcg(&s->bmax[k]);
+        const int j = __ldcg(&s->bidx[k]);
+        if (v > M || (v == M && j < I)) M = v, I = j;
+    }
+    for (int o = 16; o > 0; o >>= 1) {
+        const float v = __shfl_xor_sync(0xffffffffu, M, o);
+        const int j = __shfl_xor_sync(0xffffffffu, I, o);
+        if (v > M || (v == M && j < I)) M = v, I = j;
+    }
+    double S = 0.0;
+    for (int k = lane; k < (int)gridDim.x; k += 32) {
+        const float mk = __ldcg(&s->bmax[k]);
+        if (mk != -INFINITY) S += __ldcg(&s->bsum[k]) * (double)expf(mk - M);
+    }
+    for (int o = 16; o > 0; o >>= 1)
+        S += __shfl_xor_sync(0xffffffffu, S, o);
+    if (lane == 0) {
+        const bool found = I != INT_MAX;
+        out->token = found ? I : -1;
+        out->logprob = found ? (float)((double)M - ((double)M + log(S))) : NAN;
         s->counter = 0;
     }
 }
@@ -261,6 +341,10 @@ extern "C" cudaError_t kq_sample(const float *logits, int n, const kq_sample_arg
         sp_penalty_kernel<<<(a->n_pen + 255) / 256, 256, 0, st>>>(pen_buf, pen_tok, pen_cnt,
                                                                   a->n_pen, *a);
         SP_CHECK(cudaGetLastError());
+    }
+    if (greedy && a->n_logprobs == 0) {
+        sp_greedy_kernel<<<SP_STAT_BLOCKS, 512, 0, st>>>(pen, n, s, out);
+        return cudaGetLastError();
     }
     sp_stats_kernel<<<SP_STAT_BLOCKS, 512, 0, st>>>(pen, n, greedy ? 1.0f : a->temperature,
                                                     greedy ? NULL : keys, s);

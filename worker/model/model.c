@@ -77,7 +77,7 @@ static ws_status read_config(const gguf_file *f, qwen2_config *c, ws_error *err)
                        "qwen2.attention.head_count = %u is not a multiple of head_count_kv = %u",
                        c->n_head, c->n_head_kv);
     uint32_t dflt_hd = c->n_embd % c->n_head == 0 ? c->n_embd / c->n_head : 0;
-    uint32_t k_len, v_len;
+    uint32_t k_len = 0, v_len = 0; /* set by read_u32 on success; zero keeps -O3 quiet */
     if (dflt_hd == 0 && gguf_find_key(f, "qwen2.attention.key_length") < 0)
         return ws_fail(err, WS_ERR_FORMAT,
                        "qwen2.embedding_length = %u is not a multiple of head_count = %u",
@@ -91,7 +91,7 @@ static ws_status read_config(const gguf_file *f, qwen2_config *c, ws_error *err)
     if (k_len % 2 != 0)
         return ws_fail(err, WS_ERR_FORMAT, "head dimension %u is odd (rotary needs pairs)", k_len);
     c->head_dim = k_len;
-    uint32_t n_rot;
+    uint32_t n_rot = 0;
     if ((st = read_u32(f, "qwen2.rope.dimension_count", k_len, &n_rot, err)) != WS_OK) return st;
     if (n_rot != k_len)
         return ws_fail(err, WS_ERR_UNSUPPORTED,

@@ -17,6 +17,11 @@
 #include <stddef.h>
 #include <string.h>
 #include <strings.h>
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <immintrin.h>
+#include <stdatomic.h>
+#endif
 
 #include "model/quant_k.h"
 
@@ -263,6 +268,63 @@ static bool is_k_quant(ggml_type t) {
            t == GGML_TYPE_Q5_K || t == GGML_TYPE_Q6_K;
 }
 
+/* ---- F16 with the x86-64 conversion instructions ----
+ * Where the processor has AVX2, FMA and F16C (checked once at run time), F16 rows convert eight
+ * halves per instruction. The values are the same as f16_to_f32's (the conversion is exact); dot
+ * products differ from the portable path only in summation order and fused multiply-adds. */
+#if defined(__x86_64__)
+static bool cpu_has_f16c(void) {
+    static _Atomic int cached = -1;
+    int v = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (v < 0) {
+        unsigned a = 0, b = 0, c = 0, d = 0;
+        v = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) && __builtin_cpu_supports("avx2") &&
+            __builtin_cpu_supports("fma");
+        atomic_store_explicit(&cached, v, memory_order_relaxed);
+    }
+    return v != 0;
+}
+
+__attribute__((target("avx2,fma,f16c"))) static void dequant_f16_f16c(const uint8_t *p, float *dst,
+                                                                      int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 2 * i))));
+    for (; i < n; i++)
+        dst[i] = rd_f16(p + 2 * i);
+}
+
+__attribute__((target("avx2,fma,f16c"))) static float dot_f16_f16c(const uint8_t *p, const float *x,
+                                                                   int64_t n) {
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 2 * i)));
+        const __m256 w1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 2 * i + 16)));
+        acc0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + i), acc0);
+        acc1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + i + 8), acc1);
+    }
+    const __m256 acc = _mm256_add_ps(acc0, acc1);
+    const __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    const __m128 q = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    float s = _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
+    for (; i < n; i++)
+        s += rd_f16(p + 2 * i) * x[i];
+    return s;
+}
+#else
+static bool cpu_has_f16c(void) {
+    return false;
+}
+static void dequant_f16_f16c(const uint8_t *p, float *dst, int64_t n) {
+    (void)p, (void)dst, (void)n;
+}
+static float dot_f16_f16c(const uint8_t *p, const float *x, int64_t n) {
+    (void)p, (void)x, (void)n;
+    return 0.0f;
+}
+#endif
+
 void quant_dequantize_row(ggml_type t, const void *src, float *dst, int64_t n) {
     const uint8_t *p = src;
     if (t == GGML_TYPE_F32) {
@@ -277,6 +339,10 @@ void quant_dequantize_row(ggml_type t, const void *src, float *dst, int64_t n) {
     }
     /* one loop per type so each vectorizes */
     if (t == GGML_TYPE_F16) {
+        if (cpu_has_f16c()) {
+            dequant_f16_f16c(p, dst, n);
+            return;
+        }
         for (int64_t i = 0; i < n; i++) {
             uint16_t h;
             memcpy(&h, p + 2 * i, 2);
@@ -343,6 +409,7 @@ float quant_dot_row(ggml_type t, const void *row, const float *x, int64_t n) {
     const deq32_fn fn = deq32_for(t);
     if (!fn) return NAN;
     float y[32];
+    if (t == GGML_TYPE_F16 && cpu_has_f16c()) return dot_f16_f16c(p, x, n);
     if (t == GGML_TYPE_F16 || t == GGML_TYPE_BF16) {
         int64_t i = 0;
         for (; i + 32 <= n; i += 32) {

@@ -103,6 +103,28 @@ static void census_fill(loaded_model *lm) {
 }
 
 /* Builds a complete loaded_model or fails leaving nothing behind. */
+/* The first forward passes of a process pay one-time costs (library heuristics and workspaces
+ * for each GEMM shape, the first graph launch). A GPU load runs a short prefill, a decode and the
+ * sampler once on a scratch sequence so the first request does not pay them. */
+static ws_status warm_up(engine *eng, ws_error *err) {
+    enum { N = 8 };
+    const int32_t toks[N + 1] = {0};
+    engine_seq *s = NULL;
+    ws_status st = engine_seq_new(eng, N + 1, &s, err);
+    if (st != WS_OK) return st;
+    sampler_params p;
+    sampler_params_default(&p);
+    sampler_result r;
+    st = engine_prefill(s, toks, N, false, NULL, err);
+    if (st == WS_OK) st = engine_sample(s, &p, toks, N, 0.0f, &r, err);
+    engine_seq *const seqs[1] = {s};
+    if (st == WS_OK) st = engine_decode(seqs, toks + N, 1, NULL, err);
+    if (st == WS_OK) st = engine_sample(s, &p, toks, N + 1, 0.0f, &r, err);
+    engine_seq_free(s);
+    if (st != WS_OK) ws_error_prefix(err, "warm-up pass: ");
+    return st;
+}
+
 static ws_status load_model(worker *w, load_job *j, loaded_model **out, ws_error *err) {
     loaded_model *lm = calloc(1, sizeof *lm);
     if (!lm) return ws_fail(err, WS_ERR_NOMEM, "out of memory");
@@ -128,6 +150,7 @@ static ws_status load_model(worker *w, load_job *j, loaded_model **out, ws_error
     eo.max_ctx = n_ctx;
     st = engine_open(w->backend, lm->model, &eo, &lm->eng, err);
     if (st != WS_OK) goto fail;
+    if (w->backend == ENGINE_CUDA && (st = warm_up(lm->eng, err)) != WS_OK) goto fail;
     send_progress(w, j->request_id, "tokenizer", 0.9f);
     st = tokenizer_load(lm->model->file, &lm->tok, err);
     if (st != WS_OK) goto fail;

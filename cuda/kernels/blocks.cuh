@@ -116,16 +116,26 @@ template <> __device__ __forceinline__ void bt_chunk<BT_Q4_1>(const uint8_t *b, 
         y[i] = (float)((q >> (8 * i + sh)) & 0xf) * d + m;
 }
 
+/* Spreads bits 0..3 of h to bit 0 of bytes 0..3. */
+__device__ __forceinline__ uint32_t bt_spread4(uint32_t h) {
+    return ((h & 0xfu) * 0x00204081u) & 0x01010101u;
+}
+
+/* Q5_0 with 32-bit operations only: the nibbles of four elements come out of one word with one
+ * shift and mask, the fifth bits are spread into the same bytes by a multiply, and each byte
+ * b in 0..31 becomes (b - 16) * d through one fused multiply-add (exact: -16 d is exact). */
 template <> __device__ __forceinline__ void bt_chunk<BT_Q5_0>(const uint8_t *b, int c, float y[8]) {
-    const float d = bt_half(b);
+    const float d = bt_half(b), md = -16.0f * d;
     const uint32_t qh = bt_load4(b + 2);
     const int j0 = 8 * (c & 1), sh = (c >> 1) * 4;
     const uint64_t q = bt_load8(b + 6 + j0);
-    const int hb = j0 + (c >> 1) * 16; /* element index within the block of y[0] */
+    const uint32_t h = qh >> (c * 8); /* bits of elements c*8 .. c*8+7 */
+    const uint32_t v0 = (((uint32_t)q >> sh) & 0x0f0f0f0fu) | (bt_spread4(h) << 4);
+    const uint32_t v1 = (((uint32_t)(q >> 32) >> sh) & 0x0f0f0f0fu) | (bt_spread4(h >> 4) << 4);
 #pragma unroll
-    for (int i = 0; i < 8; i++) {
-        const int v = (int)((q >> (8 * i + sh)) & 0xf) | (int)(((qh >> (hb + i)) & 1u) << 4);
-        y[i] = (float)(v - 16) * d;
+    for (int i = 0; i < 4; i++) {
+        y[i] = fmaf((float)((v0 >> (8 * i)) & 0xffu), d, md);
+        y[4 + i] = fmaf((float)((v1 >> (8 * i)) & 0xffu), d, md);
     }
 }
 

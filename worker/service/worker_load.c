@@ -106,20 +106,22 @@ static void census_fill(loaded_model *lm) {
 /* The first forward passes of a process pay one-time costs (library heuristics and workspaces
  * for each GEMM shape, the first graph launch). A GPU load runs a short prefill, a decode and the
  * sampler once on a scratch sequence so the first request does not pay them. */
-static ws_status warm_up(engine *eng, ws_error *err) {
-    enum { N = 8 };
-    const int32_t toks[N + 1] = {0};
+static ws_status warm_up(engine *eng, uint32_t n_ctx, ws_error *err) {
+    enum { N_MAX = 8 };
+    if (n_ctx < 2) return WS_OK; /* no room for a prefill and a decode; nothing to warm */
+    const uint32_t n = n_ctx - 1 < N_MAX ? n_ctx - 1 : N_MAX;
+    const int32_t toks[N_MAX + 1] = {0};
     engine_seq *s = NULL;
-    ws_status st = engine_seq_new(eng, N + 1, &s, err);
+    ws_status st = engine_seq_new(eng, n + 1, &s, err);
     if (st != WS_OK) return st;
     sampler_params p;
     sampler_params_default(&p);
     sampler_result r;
-    st = engine_prefill(s, toks, N, false, NULL, err);
-    if (st == WS_OK) st = engine_sample(s, &p, toks, N, 0.0f, &r, err);
+    st = engine_prefill(s, toks, n, false, NULL, err);
+    if (st == WS_OK) st = engine_sample(s, &p, toks, n, 0.0f, &r, err);
     engine_seq *const seqs[1] = {s};
-    if (st == WS_OK) st = engine_decode(seqs, toks + N, 1, NULL, err);
-    if (st == WS_OK) st = engine_sample(s, &p, toks, N + 1, 0.0f, &r, err);
+    if (st == WS_OK) st = engine_decode(seqs, toks + n, 1, NULL, err);
+    if (st == WS_OK) st = engine_sample(s, &p, toks, n + 1, 0.0f, &r, err);
     engine_seq_free(s);
     if (st != WS_OK) ws_error_prefix(err, "warm-up pass: ");
     return st;
@@ -150,7 +152,7 @@ static ws_status load_model(worker *w, load_job *j, loaded_model **out, ws_error
     eo.max_ctx = n_ctx;
     st = engine_open(w->backend, lm->model, &eo, &lm->eng, err);
     if (st != WS_OK) goto fail;
-    if (w->backend == ENGINE_CUDA && (st = warm_up(lm->eng, err)) != WS_OK) goto fail;
+    if (w->backend == ENGINE_CUDA && (st = warm_up(lm->eng, n_ctx, err)) != WS_OK) goto fail;
     send_progress(w, j->request_id, "tokenizer", 0.9f);
     st = tokenizer_load(lm->model->file, &lm->tok, err);
     if (st != WS_OK) goto fail;

@@ -39,21 +39,30 @@ template <int HD> __global__ void __launch_bounds__(ATT_WARPS * 32) attention_ke
     const int h = blockIdx.x, s = blockIdx.y, t = blockIdx.z;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int kvh = h / (a.n_head / a.n_head_kv), kv_dim = a.n_head_kv * HD;
-    kq_wait_prior();
-    kq_allow_next();
+    /* p->pos is written before the step's first kernel, so it may be read before the wait */
     const int len = a.p->pos + t + 1;
     /* at least ATT_MIN_CHUNK keys a split: short contexts use fewer splits (ns of them) and a
-     * single one writes its result directly */
+     * single one writes its result directly; unused splits leave at once (split 0 always
+     * exists and waits, so the grid still completes after its predecessor) */
     const int chunk = max(ATT_MIN_CHUNK, (len + a.n_split - 1) / a.n_split);
     const int ns = (len + chunk - 1) / chunk;
     if (s >= ns) return;
     const int t0 = s * chunk, t1 = min(len, t0 + chunk);
+    const size_t layer_base = (size_t)a.layer * a.max_ctx * kv_dim + (size_t)kvh * HD;
+    const float *K = a.p->k + layer_base, *V = a.p->v + layer_base;
+    /* the split's key and value rows into L2 while the previous kernel finishes (a prefetch
+     * returns nothing, so rows still being written are harmless) */
+    for (int r = t0 + threadIdx.x / (HD / 32); r < t1; r += blockDim.x / (HD / 32)) {
+        const int o = (threadIdx.x % (HD / 32)) * 32;
+        kq_prefetch_l2(K + (size_t)r * kv_dim + o);
+        kq_prefetch_l2(V + (size_t)r * kv_dim + o);
+    }
+    kq_wait_prior();
+    kq_allow_next();
     for (int d = threadIdx.x; d < HD; d += blockDim.x)
         qs[d] = a.q[((size_t)t * a.n_head + h) * HD + d] * a.scale;
     __syncthreads();
 
-    const size_t layer_base = (size_t)a.layer * a.max_ctx * kv_dim + (size_t)kvh * HD;
-    const float *K = a.p->k + layer_base, *V = a.p->v + layer_base;
     float m = -INFINITY, l = 0.0f, acc[DPL];
 #pragma unroll
     for (int i = 0; i < DPL; i++)

@@ -122,10 +122,16 @@ __device__ __forceinline__ uint32_t bt_spread4(uint32_t h) {
 }
 
 /* Q5_0 with 32-bit operations only: the nibbles of four elements come out of one word with one
- * shift and mask, the fifth bits are spread into the same bytes by a multiply, and each byte
- * b in 0..31 becomes (b - 16) * d through one fused multiply-add (exact: -16 d is exact). */
+ * shift and mask, and the fifth bits are spread into the same bytes by a multiply. Each byte b
+ * in 0..31 becomes a float without an integer conversion: a byte permute places it under the
+ * exponent of 2^23 (the float 2^23 + b), from which 2^23 + 16 is subtracted exactly; the product
+ * with d is rounded once, as (b - 16) * d. */
+__device__ __forceinline__ float bt_q5_byte(uint32_t v, int i, float d) {
+    return (__uint_as_float(__byte_perm(v, 0x4B000000u, 0x7540u + (unsigned)i)) - 8388624.0f) * d;
+}
+
 template <> __device__ __forceinline__ void bt_chunk<BT_Q5_0>(const uint8_t *b, int c, float y[8]) {
-    const float d = bt_half(b), md = -16.0f * d;
+    const float d = bt_half(b);
     const uint32_t qh = bt_load4(b + 2);
     const int j0 = 8 * (c & 1), sh = (c >> 1) * 4;
     const uint64_t q = bt_load8(b + 6 + j0);
@@ -134,8 +140,8 @@ template <> __device__ __forceinline__ void bt_chunk<BT_Q5_0>(const uint8_t *b, 
     const uint32_t v1 = (((uint32_t)(q >> 32) >> sh) & 0x0f0f0f0fu) | (bt_spread4(h >> 4) << 4);
 #pragma unroll
     for (int i = 0; i < 4; i++) {
-        y[i] = fmaf((float)((v0 >> (8 * i)) & 0xffu), d, md);
-        y[4 + i] = fmaf((float)((v1 >> (8 * i)) & 0xffu), d, md);
+        y[i] = bt_q5_byte(v0, i, d);
+        y[4 + i] = bt_q5_byte(v1, i, d);
     }
 }
 

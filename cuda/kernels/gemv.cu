@@ -60,6 +60,7 @@ __device__ __forceinline__ void qkv_store(const gemv_args &a, int which, int r0,
  * memory round trip and a block reduction instead of a warp walking the whole row. */
 
 #define ROW_THREADS 128
+#define ROW_STEP 5          /* chunks of a row a thread loads at once past ROW_THREADS chunks */
 #define HEAD_MIN_ROWS 16384 /* SET/ADD products with more rows use the head kernel */
 
 template <int T>
@@ -96,6 +97,43 @@ __device__ __forceinline__ void unit_rows(const gemv_args &a, int u, int &which,
     }
 }
 
+/* S chunks of each of the block's rows from chunk c0 on, for NU units. Chunk indices are clamped
+ * and the products of chunks past the row dropped by a select, and without a norm the input chunk
+ * stands in for the norm weights (selected away), so a step has no branch around a load and all
+ * of its loads are in flight at once. */
+template <int MODE, int T, int S, int NU>
+__device__ __forceinline__ void row_step(const gemv_args &a, const uint8_t *const row0[2],
+                                         const uint8_t *const row1[2], const kq_mat *const m0[2],
+                                         const kq_mat *const m1[2], int c0, int nch, float d[4],
+                                         float &ss) {
+    constexpr bool PAIR = MODE == KQ_GEMV_QKV || MODE == KQ_GEMV_SWIGLU;
+    const bool norm = a.norm_w != NULL;
+    const float4 *x4 = (const float4 *)a.x, *n4 = norm ? (const float4 *)a.norm_w : x4;
+    const float4 one = make_float4(1.0f, 1.0f, 1.0f, 1.0f);
+#pragma unroll
+    for (int j = 0; j < S; j++) {
+        const int c = c0 + threadIdx.x + j * ROW_THREADS, cc = min(c, nch - 1);
+        const bool in = c < nch;
+        float4 x0 = __ldg(x4 + 2 * cc), x1 = __ldg(x4 + 2 * cc + 1);
+        float4 w0 = __ldg(n4 + 2 * cc), w1 = __ldg(n4 + 2 * cc + 1);
+        const float q = x0.x * x0.x + x0.y * x0.y + x0.z * x0.z + x0.w * x0.w + x1.x * x1.x +
+                        x1.y * x1.y + x1.z * x1.z + x1.w * x1.w;
+        ss += in && norm ? q : 0.0f;
+        w0 = norm ? w0 : one;
+        w1 = norm ? w1 : one;
+        x0.x *= w0.x, x0.y *= w0.y, x0.z *= w0.z, x0.w *= w0.w;
+        x1.x *= w1.x, x1.y *= w1.y, x1.z *= w1.z, x1.w *= w1.w;
+        const float v0 = chunk_dot<T>(m0[0]->type, row0[0], cc, x0, x1);
+        const float v1 = PAIR ? chunk_dot<T>(m1[0]->type, row1[0], cc, x0, x1) : 0.0f;
+        const float v2 = NU > 1 ? chunk_dot<T>(m0[1]->type, row0[1], cc, x0, x1) : 0.0f;
+        const float v3 = NU > 1 && PAIR ? chunk_dot<T>(m1[1]->type, row1[1], cc, x0, x1) : 0.0f;
+        d[0] += in ? v0 : 0.0f;
+        d[1] += in ? v1 : 0.0f;
+        d[2] += in ? v2 : 0.0f;
+        d[3] += in ? v3 : 0.0f;
+    }
+}
+
 /* NU units per block (a.units_per_block: 1, or 2 for the large gate/up products). */
 template <int MODE, int T>
 __global__ void __launch_bounds__(ROW_THREADS) gemv_row_kernel(gemv_args a) {
@@ -127,23 +165,20 @@ __global__ void __launch_bounds__(ROW_THREADS) gemv_row_kernel(gemv_args a) {
     }
     kq_wait_prior();
     kq_allow_next();
-    const float4 *x4 = (const float4 *)a.x, *n4 = (const float4 *)a.norm_w;
+    const bool n4 = a.norm_w != NULL;
     float d[4] = {0.0f, 0.0f, 0.0f, 0.0f}, ss = 0.0f;
-#pragma unroll 2
-    for (int c = tid; c < a.cols / 8; c += ROW_THREADS) {
-        float4 x0 = __ldg(x4 + 2 * c), x1 = __ldg(x4 + 2 * c + 1);
-        if (n4) {
-            ss += x0.x * x0.x + x0.y * x0.y + x0.z * x0.z + x0.w * x0.w + x1.x * x1.x +
-                  x1.y * x1.y + x1.z * x1.z + x1.w * x1.w;
-            const float4 w0 = __ldg(n4 + 2 * c), w1 = __ldg(n4 + 2 * c + 1);
-            x0.x *= w0.x, x0.y *= w0.y, x0.z *= w0.z, x0.w *= w0.w;
-            x1.x *= w1.x, x1.y *= w1.y, x1.z *= w1.z, x1.w *= w1.w;
-        }
-        d[0] += chunk_dot<T>(m0[0]->type, row0[0], c, x0, x1);
-        if (PAIR) d[1] += chunk_dot<T>(m1[0]->type, row1[0], c, x0, x1);
-        if (nu > 1) {
-            d[2] += chunk_dot<T>(m0[1]->type, row0[1], c, x0, x1);
-            if (PAIR) d[3] += chunk_dot<T>(m1[1]->type, row1[1], c, x0, x1);
+    const int nch = a.cols / 8;
+    if (nch <= ROW_THREADS) {
+        if (nu > 1)
+            row_step<MODE, T, 1, 2>(a, row0, row1, m0, m1, 0, nch, d, ss);
+        else
+            row_step<MODE, T, 1, 1>(a, row0, row1, m0, m1, 0, nch, d, ss);
+    } else {
+        for (int c0 = 0; c0 < nch; c0 += ROW_STEP * ROW_THREADS) {
+            if (nu > 1)
+                row_step<MODE, T, ROW_STEP, 2>(a, row0, row1, m0, m1, c0, nch, d, ss);
+            else
+                row_step<MODE, T, ROW_STEP, 1>(a, row0, row1, m0, m1, c0, nch, d, ss);
         }
     }
 #pragma unroll

@@ -134,8 +134,9 @@ __device__ __forceinline__ void row_step(const gemv_args &a, const uint8_t *cons
     }
 }
 
-/* NU units per block (a.units_per_block: 1, or 2 for the large gate/up products). */
-template <int MODE, int T>
+/* NU units per block (a.units_per_block: 1, or 2 for the large gate/up products). TV (QKV mode,
+ * one unit a block) is the block type of the v matrix when it differs from q and k's type T. */
+template <int MODE, int T, int TV = T>
 __global__ void __launch_bounds__(ROW_THREADS) gemv_row_kernel(gemv_args a) {
     constexpr bool PAIR = MODE == KQ_GEMV_QKV || MODE == KQ_GEMV_SWIGLU;
     __shared__ float red[ROW_THREADS / 32][5];
@@ -168,7 +169,10 @@ __global__ void __launch_bounds__(ROW_THREADS) gemv_row_kernel(gemv_args a) {
     const bool n4 = a.norm_w != NULL;
     float d[4] = {0.0f, 0.0f, 0.0f, 0.0f}, ss = 0.0f;
     const int nch = a.cols / 8;
-    if (nch <= ROW_THREADS) {
+    if (TV != T && which[0] == 2) {
+        for (int c0 = 0; c0 < nch; c0 += ROW_STEP * ROW_THREADS)
+            row_step<MODE, TV, ROW_STEP, 1>(a, row0, row1, m0, m1, c0, nch, d, ss);
+    } else if (nch <= ROW_THREADS) {
         if (nu > 1)
             row_step<MODE, T, 1, 2>(a, row0, row1, m0, m1, 0, nch, d, ss);
         else
@@ -237,23 +241,29 @@ __global__ void __launch_bounds__(ROW_THREADS) gemv_head_kernel(gemv_args a) {
     const float bias = tid < nr && m.bias ? m.bias[r0 + tid] : 0.0f;
     kq_wait_prior();
     kq_allow_next();
-    const float4 *x4 = (const float4 *)a.x, *n4 = (const float4 *)a.norm_w;
+    const bool n4 = a.norm_w != NULL;
+    /* without a norm the input stands in for the norm weights (selected away): no branch */
+    const float4 *x4 = (const float4 *)a.x, *nw = n4 ? (const float4 *)a.norm_w : x4;
+    const float4 one = make_float4(1.0f, 1.0f, 1.0f, 1.0f);
     float acc[HEAD_ROWS], ss = 0.0f;
 #pragma unroll
     for (int r = 0; r < HEAD_ROWS; r++)
         acc[r] = 0.0f;
     for (int c = tid; c < a.cols / 8; c += ROW_THREADS) {
         float4 x0 = __ldg(x4 + 2 * c), x1 = __ldg(x4 + 2 * c + 1);
-        if (n4) {
-            ss += x0.x * x0.x + x0.y * x0.y + x0.z * x0.z + x0.w * x0.w + x1.x * x1.x +
-                  x1.y * x1.y + x1.z * x1.z + x1.w * x1.w;
-            const float4 w0 = __ldg(n4 + 2 * c), w1 = __ldg(n4 + 2 * c + 1);
-            x0.x *= w0.x, x0.y *= w0.y, x0.z *= w0.z, x0.w *= w0.w;
-            x1.x *= w1.x, x1.y *= w1.y, x1.z *= w1.z, x1.w *= w1.w;
-        }
+        float4 w0 = __ldg(nw + 2 * c), w1 = __ldg(nw + 2 * c + 1);
+        const float q = x0.x * x0.x + x0.y * x0.y + x0.z * x0.z + x0.w * x0.w + x1.x * x1.x +
+                        x1.y * x1.y + x1.z * x1.z + x1.w * x1.w;
+        ss += n4 ? q : 0.0f;
+        w0 = n4 ? w0 : one;
+        w1 = n4 ? w1 : one;
+        x0.x *= w0.x, x0.y *= w0.y, x0.z *= w0.z, x0.w *= w0.w;
+        x1.x *= w1.x, x1.y *= w1.y, x1.z *= w1.z, x1.w *= w1.w;
+        /* rows past the matrix (last block only) read the last row again and are not written,
+         * so the eight loads sit in one branch-free stretch */
 #pragma unroll
         for (int r = 0; r < HEAD_ROWS; r++)
-            if (r < nr) acc[r] += chunk_dot<T>(m.type, base + (size_t)r * m.row_bytes, c, x0, x1);
+            acc[r] += chunk_dot<T>(m.type, base + (size_t)min(r, nr - 1) * m.row_bytes, c, x0, x1);
     }
 #pragma unroll
     for (int r = 0; r < HEAD_ROWS; r++)
@@ -375,10 +385,19 @@ extern "C" cudaError_t kq_gemv(int mode, const kq_mat *m, int n_mats, const floa
     }
 #undef GEMV_PICK
 #undef GEMV_T
+    /* the usual mixes of a quantized QKV (q and k in one type, v in a wider one) get their own
+     * instance instead of the runtime-typed one (one unit a block) */
+    if (mode == KQ_GEMV_QKV && t == -1 && m[0].type == m[1].type && a.n_units < 4096) {
+        if (m[0].type == BT_Q5_0 && m[2].type == BT_Q8_0)
+            k = gemv_row_kernel<KQ_GEMV_QKV, BT_Q5_0, BT_Q8_0>;
+        else if (m[0].type == BT_Q4_K && m[2].type == BT_Q6_K)
+            k = gemv_row_kernel<KQ_GEMV_QKV, BT_Q4_K, BT_Q6_K>;
+    }
     if (by_head)
         return kq_launch(k, dim3((a.n_units + HEAD_ROWS - 1) / HEAD_ROWS), dim3(ROW_THREADS), 0, st,
                          a);
-    /* two units a block once there are enough of them to fill the machine twice over */
+    /* two units a block once there are enough of them to fill the machine twice over (the
+     * mixed QKV instances above rely on one) */
     a.units_per_block = a.n_units >= 4096 ? 2 : 1;
     const int nb = (a.n_units + a.units_per_block - 1) / a.units_per_block;
     return kq_launch(k, dim3(nb), dim3(ROW_THREADS), 0, st, a);

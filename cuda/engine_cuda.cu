@@ -348,8 +348,9 @@ static ws_status cu_open(const qwen2_model *m, const engine_options *opt, engine
     e->geom.head_dim = (int)c->head_dim;
     e->geom.max_ctx = e->max_ctx;
     {
-        /* 64 keys a split up to 2048 positions, then 32 splits */
-        const int s = (e->max_ctx + 63) / 64;
+        /* at most 32 splits; the attention kernel also keeps 256 keys a split or more, since
+         * merging splits costs more than walking up to 256 keys in one block */
+        const int s = (e->max_ctx + 255) / 256;
         e->dec_split = s < 1 ? 1 : s > 32 ? 32 : s;
     }
     if ((ce = cudaSetDevice(e->device)) != cudaSuccess) {

@@ -12,7 +12,7 @@
 #include <cuda_fp16.h>
 
 #define ATT_WARPS 4
-#define ATT_MIN_CHUNK 64
+#define ATT_MIN_CHUNK 256
 
 struct att_args {
     const float *q;

@@ -3,7 +3,7 @@
  *   row kernel   one block of 128 threads per output unit (a row, a rotary row pair, or a
  *                gate/up pair; two units a block for the large FFN products): a unit costs one
  *                memory round trip and a block reduction.
- *   head kernel  8 consecutive rows a block for matrices of many rows (the LM head).
+ *   head kernel  16 consecutive rows a block for matrices of many rows (the LM head).
  * RMSNorm is folded in as a scalar on the dot products (W.(x*s*w) = s * W.(x*w), x^2 summed from
  * the chunks read), so norms need no launch of their own; epilogues add biases, rotate, fill the
  * KV cache, apply SwiGLU or update the residual. Weights are prefetched into L2 before waiting
@@ -224,10 +224,10 @@ __global__ void __launch_bounds__(ROW_THREADS) gemv_row_kernel(gemv_args a) {
 }
 
 /* ---- the LM head (and any matrix of many rows): HEAD_ROWS consecutive rows a block ----
- * Every thread reads one chunk of each of the block's rows for the same input chunk, so eight
+ * Every thread reads one chunk of each of the block's rows for the same input chunk, so sixteen
  * independent loads are in flight per thread; the rows are reduced across the block at the end. */
 
-#define HEAD_ROWS 8
+#define HEAD_ROWS 16
 
 template <int MODE, int T>
 __global__ void __launch_bounds__(ROW_THREADS) gemv_head_kernel(gemv_args a) {
@@ -260,7 +260,7 @@ __global__ void __launch_bounds__(ROW_THREADS) gemv_head_kernel(gemv_args a) {
         x0.x *= w0.x, x0.y *= w0.y, x0.z *= w0.z, x0.w *= w0.w;
         x1.x *= w1.x, x1.y *= w1.y, x1.z *= w1.z, x1.w *= w1.w;
         /* rows past the matrix (last block only) read the last row again and are not written,
-         * so the eight loads sit in one branch-free stretch */
+         * so the row loads sit in one branch-free stretch */
 #pragma unroll
         for (int r = 0; r < HEAD_ROWS; r++)
             acc[r] += chunk_dot<T>(m.type, base + (size_t)min(r, nr - 1) * m.row_bytes, c, x0, x1);

@@ -51,23 +51,24 @@ __device__ __forceinline__ float bt_half(const uint8_t *p) {
     return __half2float(__ushort_as_half(h));
 }
 
-/* 8 bytes from a 2-byte aligned address: two aligned 32-bit loads, a third and funnel shifts
- * when the address sits mid-word (the extra word never leaves the 4-byte word holding p+7). */
+/* 8 bytes from a 2-byte aligned address: three aligned 32-bit loads and funnel shifts by 0 or 16
+ * bits, with no branch (blocks of 18, 22 or 34 bytes alternate between aligned and not from one
+ * block to the next, so a branch would split the lanes of a warp). The third word is the second
+ * again when p is aligned, so no load leaves the 4-byte word holding p+7. */
 __device__ __forceinline__ uint64_t bt_load8(const uint8_t *p) {
     const uintptr_t a = (uintptr_t)p;
     const uint32_t *w = (const uint32_t *)(a & ~(uintptr_t)3);
-    const uint32_t w0 = w[0], w1 = w[1];
-    if ((a & 3) == 0) return (uint64_t)w0 | ((uint64_t)w1 << 32);
-    const uint32_t w2 = w[2];
-    return (uint64_t)__funnelshift_r(w0, w1, 16) | ((uint64_t)__funnelshift_r(w1, w2, 16) << 32);
+    const uint32_t sh = (uint32_t)(a & 3) * 8, odd = (a & 3) != 0;
+    const uint32_t w0 = w[0], w1 = w[1], w2 = w[1 + odd];
+    return (uint64_t)__funnelshift_r(w0, w1, sh) | ((uint64_t)__funnelshift_r(w1, w2, sh) << 32);
 }
 
-/* 4 bytes from a 2-byte aligned address. */
+/* 4 bytes from a 2-byte aligned address (as bt_load8). */
 __device__ __forceinline__ uint32_t bt_load4(const uint8_t *p) {
     const uintptr_t a = (uintptr_t)p;
     const uint32_t *w = (const uint32_t *)(a & ~(uintptr_t)3);
-    if ((a & 3) == 0) return w[0];
-    return __funnelshift_r(w[0], w[1], 16);
+    const uint32_t sh = (uint32_t)(a & 3) * 8, odd = (a & 3) != 0;
+    return __funnelshift_r(w[0], w[odd], sh);
 }
 
 /* Elements c*8 .. c*8+7 of block b (c < QK/8) into y. */

@@ -170,20 +170,22 @@ __global__ void __launch_bounds__(ROW_THREADS) gemv_row_kernel(gemv_args a) {
     float d[4] = {0.0f, 0.0f, 0.0f, 0.0f}, ss = 0.0f;
     const int nch = a.cols / 8;
     if (TV != T && which[0] == 2) {
-        for (int c0 = 0; c0 < nch; c0 += ROW_STEP * ROW_THREADS)
-            row_step<MODE, TV, ROW_STEP, 1>(a, row0, row1, m0, m1, c0, nch, d, ss);
+        for (int c0 = 0; c0 < nch; c0 += ROW_STEP / 2 * ROW_THREADS)
+            row_step<MODE, TV, ROW_STEP / 2, 1>(a, row0, row1, m0, m1, c0, nch, d, ss);
     } else if (nch <= ROW_THREADS) {
         if (nu > 1)
             row_step<MODE, T, 1, 2>(a, row0, row1, m0, m1, 0, nch, d, ss);
         else
             row_step<MODE, T, 1, 1>(a, row0, row1, m0, m1, 0, nch, d, ss);
     } else {
-        for (int c0 = 0; c0 < nch; c0 += ROW_STEP * ROW_THREADS) {
-            if (nu > 1)
-                row_step<MODE, T, ROW_STEP, 2>(a, row0, row1, m0, m1, c0, nch, d, ss);
-            else
-                row_step<MODE, T, ROW_STEP, 1>(a, row0, row1, m0, m1, c0, nch, d, ss);
-        }
+        /* about ROW_STEP chunk loads in flight a thread, over all the rows of the step */
+        constexpr int S1 = PAIR ? ROW_STEP / 2 : ROW_STEP, S2 = PAIR ? 1 : ROW_STEP / 2;
+        if (nu > 1)
+            for (int c0 = 0; c0 < nch; c0 += S2 * ROW_THREADS)
+                row_step<MODE, T, S2, 2>(a, row0, row1, m0, m1, c0, nch, d, ss);
+        else
+            for (int c0 = 0; c0 < nch; c0 += S1 * ROW_THREADS)
+                row_step<MODE, T, S1, 1>(a, row0, row1, m0, m1, c0, nch, d, ss);
     }
 #pragma unroll
     for (int k = 0; k < 4; k++)

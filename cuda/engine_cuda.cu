@@ -418,25 +418,11 @@ fail:
 
 static ws_status cu_memory(engine *base, engine_memory *out, ws_error *err) {
     cu_engine *e = (cu_engine *)base;
-    CU_CHECK(e, err, cudaSetDevice(e->device), "selecting the CUDA device");
     out->weights = e->weights_bytes;
     out->kv_cache = e->kv_bytes;
     out->scratch = e->scratch_bytes + (uint64_t)e->max_seqs * e->n_vocab * 4;
-    size_t fr = 0, tot = 0;
-    CU_CHECK(e, err, cudaMemGetInfo(&fr, &tot), "reading device memory");
-    out->device_total = tot;
-    out->device_free = fr;
-    cudaDeviceProp p;
-    CU_CHECK(e, err, cudaGetDeviceProperties(&p, e->device), "reading device properties");
-    const size_t nl = strnlen(p.name, sizeof out->device_name - 1);
-    memcpy(out->device_name, p.name, nl);
-    out->device_name[nl] = '\0';
-    const unsigned char *u = (const unsigned char *)p.uuid.bytes;
-    snprintf(out->device_uuid, sizeof out->device_uuid,
-             "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0], u[1],
-             u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14],
-             u[15]);
-    return WS_OK;
+    /* name, UUID, total and free memory as registration reports them */
+    return engine_cuda_device_query(e->device, out, err);
 }
 
 /* ---- sequences ---- */

@@ -28,6 +28,22 @@ __device__ __forceinline__ float kq_block_sum(float v, float *red) {
     return kq_warp_sum(v);
 }
 
+/* Sum over the block in double (blockDim.x a multiple of 32); the result is thread 0's.
+ * red: 32 doubles of shared memory. */
+__device__ __forceinline__ double kq_block_sum_f64(double v, double *red) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, o);
+    if (lane == 0) red[warp] = v;
+    __syncthreads();
+    double t = 0.0;
+    if (threadIdx.x == 0)
+        for (int w = 0; w < nw; w++)
+            t += red[w];
+    return t;
+}
+
 __device__ __forceinline__ float kq_block_max(float v, float *red) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
     v = kq_warp_max(v);
@@ -39,8 +55,9 @@ __device__ __forceinline__ float kq_block_max(float v, float *red) {
 }
 
 /* Programmatic dependent launch: a kernel launched by kq_launch may start while its predecessor
- * in the stream is finishing. Before kq_wait_prior it may only touch memory nobody writes
- * (weights); after it, everything earlier in the stream is complete and visible. */
+ * in the stream is finishing. Before kq_wait_prior it may only read memory no kernel of the step
+ * writes (weights, the step's kq_params, copied in before its first kernel) and prefetch into L2;
+ * after it, everything earlier in the stream is complete and visible. */
 __device__ __forceinline__ void kq_wait_prior(void) {
     asm volatile("griddepcontrol.wait;" ::: "memory");
 }

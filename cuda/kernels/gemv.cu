@@ -61,6 +61,7 @@ __device__ __forceinline__ void qkv_store(const gemv_args &a, int which, int r0,
 
 #define ROW_THREADS 128
 #define ROW_STEP 5          /* chunks of a row a thread loads at once past ROW_THREADS chunks */
+#define PAIR_MIN_UNITS 4096 /* products with this many units take two a block */
 #define HEAD_MIN_ROWS 16384 /* SET/ADD products with more rows use the head kernel */
 
 template <int T>
@@ -97,32 +98,40 @@ __device__ __forceinline__ void unit_rows(const gemv_args &a, int u, int &which,
     }
 }
 
+/* Input chunk c (elements 8c .. 8c+7) into x0/x1, multiplied by the norm weights when there are
+ * any; their squares are added to ss when `count`. Without a norm the input stands in for the norm
+ * weights and is selected away, so the loads never sit behind a branch. */
+__device__ __forceinline__ void x_chunk(const gemv_args &a, int c, bool count, float4 &x0,
+                                        float4 &x1, float &ss) {
+    const bool norm = a.norm_w != NULL;
+    const float4 *x4 = (const float4 *)a.x, *n4 = norm ? (const float4 *)a.norm_w : x4;
+    const float4 one = make_float4(1.0f, 1.0f, 1.0f, 1.0f);
+    x0 = __ldg(x4 + 2 * c), x1 = __ldg(x4 + 2 * c + 1);
+    float4 w0 = __ldg(n4 + 2 * c), w1 = __ldg(n4 + 2 * c + 1);
+    const float q = x0.x * x0.x + x0.y * x0.y + x0.z * x0.z + x0.w * x0.w + x1.x * x1.x +
+                    x1.y * x1.y + x1.z * x1.z + x1.w * x1.w;
+    ss += count && norm ? q : 0.0f;
+    w0 = norm ? w0 : one;
+    w1 = norm ? w1 : one;
+    x0.x *= w0.x, x0.y *= w0.y, x0.z *= w0.z, x0.w *= w0.w;
+    x1.x *= w1.x, x1.y *= w1.y, x1.z *= w1.z, x1.w *= w1.w;
+}
+
 /* S chunks of each of the block's rows from chunk c0 on, for NU units. Chunk indices are clamped
- * and the products of chunks past the row dropped by a select, and without a norm the input chunk
- * stands in for the norm weights (selected away), so a step has no branch around a load and all
- * of its loads are in flight at once. */
+ * and the products of chunks past the row dropped by a select, so a step has no branch around a
+ * load and all of its loads are in flight at once. */
 template <int MODE, int T, int S, int NU>
 __device__ __forceinline__ void row_step(const gemv_args &a, const uint8_t *const row0[2],
                                          const uint8_t *const row1[2], const kq_mat *const m0[2],
                                          const kq_mat *const m1[2], int c0, int nch, float d[4],
                                          float &ss) {
     constexpr bool PAIR = MODE == KQ_GEMV_QKV || MODE == KQ_GEMV_SWIGLU;
-    const bool norm = a.norm_w != NULL;
-    const float4 *x4 = (const float4 *)a.x, *n4 = norm ? (const float4 *)a.norm_w : x4;
-    const float4 one = make_float4(1.0f, 1.0f, 1.0f, 1.0f);
 #pragma unroll
     for (int j = 0; j < S; j++) {
         const int c = c0 + threadIdx.x + j * ROW_THREADS, cc = min(c, nch - 1);
         const bool in = c < nch;
-        float4 x0 = __ldg(x4 + 2 * cc), x1 = __ldg(x4 + 2 * cc + 1);
-        float4 w0 = __ldg(n4 + 2 * cc), w1 = __ldg(n4 + 2 * cc + 1);
-        const float q = x0.x * x0.x + x0.y * x0.y + x0.z * x0.z + x0.w * x0.w + x1.x * x1.x +
-                        x1.y * x1.y + x1.z * x1.z + x1.w * x1.w;
-        ss += in && norm ? q : 0.0f;
-        w0 = norm ? w0 : one;
-        w1 = norm ? w1 : one;
-        x0.x *= w0.x, x0.y *= w0.y, x0.z *= w0.z, x0.w *= w0.w;
-        x1.x *= w1.x, x1.y *= w1.y, x1.z *= w1.z, x1.w *= w1.w;
+        float4 x0, x1;
+        x_chunk(a, cc, in, x0, x1, ss);
         const float v0 = chunk_dot<T>(m0[0]->type, row0[0], cc, x0, x1);
         const float v1 = PAIR ? chunk_dot<T>(m1[0]->type, row1[0], cc, x0, x1) : 0.0f;
         const float v2 = NU > 1 ? chunk_dot<T>(m0[1]->type, row0[1], cc, x0, x1) : 0.0f;
@@ -244,23 +253,13 @@ __global__ void __launch_bounds__(ROW_THREADS) gemv_head_kernel(gemv_args a) {
     kq_wait_prior();
     kq_allow_next();
     const bool n4 = a.norm_w != NULL;
-    /* without a norm the input stands in for the norm weights (selected away): no branch */
-    const float4 *x4 = (const float4 *)a.x, *nw = n4 ? (const float4 *)a.norm_w : x4;
-    const float4 one = make_float4(1.0f, 1.0f, 1.0f, 1.0f);
     float acc[HEAD_ROWS], ss = 0.0f;
 #pragma unroll
     for (int r = 0; r < HEAD_ROWS; r++)
         acc[r] = 0.0f;
     for (int c = tid; c < a.cols / 8; c += ROW_THREADS) {
-        float4 x0 = __ldg(x4 + 2 * c), x1 = __ldg(x4 + 2 * c + 1);
-        float4 w0 = __ldg(nw + 2 * c), w1 = __ldg(nw + 2 * c + 1);
-        const float q = x0.x * x0.x + x0.y * x0.y + x0.z * x0.z + x0.w * x0.w + x1.x * x1.x +
-                        x1.y * x1.y + x1.z * x1.z + x1.w * x1.w;
-        ss += n4 ? q : 0.0f;
-        w0 = n4 ? w0 : one;
-        w1 = n4 ? w1 : one;
-        x0.x *= w0.x, x0.y *= w0.y, x0.z *= w0.z, x0.w *= w0.w;
-        x1.x *= w1.x, x1.y *= w1.y, x1.z *= w1.z, x1.w *= w1.w;
+        float4 x0, x1;
+        x_chunk(a, c, true, x0, x1, ss);
         /* rows past the matrix (last block only) read the last row again and are not written,
          * so the row loads sit in one branch-free stretch */
 #pragma unroll
@@ -389,7 +388,7 @@ extern "C" cudaError_t kq_gemv(int mode, const kq_mat *m, int n_mats, const floa
 #undef GEMV_T
     /* the usual mixes of a quantized QKV (q and k in one type, v in a wider one) get their own
      * instance instead of the runtime-typed one (one unit a block) */
-    if (mode == KQ_GEMV_QKV && t == -1 && m[0].type == m[1].type && a.n_units < 4096) {
+    if (mode == KQ_GEMV_QKV && t == -1 && m[0].type == m[1].type && a.n_units < PAIR_MIN_UNITS) {
         if (m[0].type == BT_Q5_0 && m[2].type == BT_Q8_0)
             k = gemv_row_kernel<KQ_GEMV_QKV, BT_Q5_0, BT_Q8_0>;
         else if (m[0].type == BT_Q4_K && m[2].type == BT_Q6_K)
@@ -400,7 +399,7 @@ extern "C" cudaError_t kq_gemv(int mode, const kq_mat *m, int n_mats, const floa
                          a);
     /* two units a block once there are enough of them to fill the machine twice over (the
      * mixed QKV instances above rely on one) */
-    a.units_per_block = a.n_units >= 4096 ? 2 : 1;
+    a.units_per_block = a.n_units >= PAIR_MIN_UNITS ? 2 : 1;
     const int nb = (a.n_units + a.units_per_block - 1) / a.units_per_block;
     return kq_launch(k, dim3(nb), dim3(ROW_THREADS), 0, st, a);
 }

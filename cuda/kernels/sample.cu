@@ -89,15 +89,9 @@ __global__ void sp_stats_kernel(const float *pen, int n, float t, float *keys, s
     double sum = 0.0;
     for (int i = b + threadIdx.x; i < e; i += blockDim.x)
         sum += (double)expf(pen[i] - m);
-    for (int o = 16; o > 0; o >>= 1)
-        sum += __shfl_xor_sync(0xffffffffu, sum, o);
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    if (lane == 0) dred[warp] = sum;
-    __syncthreads();
+    const double tot = kq_block_sum_f64(sum, dred);
+    const int lane = threadIdx.x & 31;
     if (threadIdx.x == 0) {
-        double tot = 0.0;
-        for (int w = 0; w < (int)(blockDim.x >> 5); w++)
-            tot += dred[w];
         s->bmax[blockIdx.x] = m;
         s->bsum[blockIdx.x] = tot;
         __threadfence();
@@ -158,14 +152,8 @@ __global__ void sp_greedy_kernel(const float *pen, int n, sp_stats *s, kq_sample
     if (m != -INFINITY)
         for (int i = b + threadIdx.x; i < e; i += blockDim.x)
             sum += (double)expf(pen[i] - m);
-    for (int o = 16; o > 0; o >>= 1)
-        sum += __shfl_xor_sync(0xffffffffu, sum, o);
-    if (lane == 0) dred[warp] = sum;
-    __syncthreads();
+    const double tot = kq_block_sum_f64(sum, dred);
     if (threadIdx.x == 0) {
-        double tot = 0.0;
-        for (int w = 0; w < nw; w++)
-            tot += dred[w];
         s->bmax[blockIdx.x] = m;
         s->bsum[blockIdx.x] = tot;
         s->bidx[blockIdx.x] = ri[0];

@@ -248,11 +248,98 @@ template <> __device__ __forceinline__ void bt_chunk<BT_Q6_K>(const uint8_t *b, 
     }
 }
 
+/* ---- dot products of one chunk with 8 inputs (x0, x1; sx their sum) ----
+ * The generic form dequantizes the chunk and multiplies. The types of the usual quantized files
+ * keep the scale out of the element loop (d * sum q_i x_i, minus min * sum x_i where the type has
+ * one) and turn small unsigned integers into floats by the byte permute of bt_q5_byte instead of
+ * an integer conversion: one exact subtraction and one fused multiply-add an element. */
+template <int T>
+__device__ __forceinline__ float bt_dot(const uint8_t *b, int c, const float4 &x0, const float4 &x1,
+                                        float sx) {
+    float y[8];
+    bt_chunk<T>(b, c, y);
+    return y[0] * x0.x + y[1] * x0.y + y[2] * x0.z + y[3] * x0.w + y[4] * x1.x + y[5] * x1.y +
+           y[6] * x1.z + y[7] * x1.w;
+}
+
+/* sum over i of (byte i of v0 | v1, as 2^23 + byte, minus `base`) * x_i: the bytes are below 256,
+ * so each difference is exact. */
+__device__ __forceinline__ float bt_bytes_dot(uint32_t v0, uint32_t v1, float base, const float4 &x0,
+                                              const float4 &x1) {
+#define BT_B(v, i) (__uint_as_float(__byte_perm(v, 0x4B000000u, 0x7540u + (i))) - base)
+    float s = BT_B(v0, 0) * x0.x;
+    s = fmaf(BT_B(v0, 1), x0.y, s);
+    s = fmaf(BT_B(v0, 2), x0.z, s);
+    s = fmaf(BT_B(v0, 3), x0.w, s);
+    s = fmaf(BT_B(v1, 0), x1.x, s);
+    s = fmaf(BT_B(v1, 1), x1.y, s);
+    s = fmaf(BT_B(v1, 2), x1.z, s);
+    s = fmaf(BT_B(v1, 3), x1.w, s);
+#undef BT_B
+    return s;
+}
+
+template <>
+__device__ __forceinline__ float bt_dot<BT_Q5_0>(const uint8_t *b, int c, const float4 &x0,
+                                                 const float4 &x1, float sx) {
+    const float d = bt_half(b);
+    const uint32_t qh = bt_load4(b + 2);
+    const int j0 = 8 * (c & 1), sh = (c >> 1) * 4;
+    const uint64_t q = bt_load8(b + 6 + j0);
+    const uint32_t h = qh >> (c * 8);
+    const uint32_t v0 = (((uint32_t)q >> sh) & 0x0f0f0f0fu) | (bt_spread4(h) << 4);
+    const uint32_t v1 = (((uint32_t)(q >> 32) >> sh) & 0x0f0f0f0fu) | (bt_spread4(h >> 4) << 4);
+    return d * bt_bytes_dot(v0, v1, 8388624.0f, x0, x1);
+}
+
+/* Q4_K blocks (144 bytes) start 16-byte aligned in any row of whole blocks whose start is, so the
+ * scales and quants are read as aligned words; the 6-bit scale and min of sub-block j come out of
+ * the same three scale words for every j, selected without a branch (lanes of a warp cover all
+ * eight sub-blocks). */
+template <>
+__device__ __forceinline__ float bt_dot<BT_Q4_K>(const uint8_t *b, int c, const float4 &x0,
+                                                 const float4 &x1, float sx) {
+    const int e0 = 8 * c, g = e0 >> 6, hi = (e0 >> 5) & 1, l0 = e0 & 31, j = 2 * g + hi;
+    const uint4 hd = *(const uint4 *)b; /* d | dmin, scales[0..3], [4..7], [8..11] */
+    const int sh = 8 * (j & 3);
+    const uint32_t b0 = hd.y >> sh, b1 = hd.z >> sh, b2 = hd.w >> sh;
+    const uint32_t sc = j < 4 ? b0 & 63u : (b2 & 15u) | ((b0 >> 2) & 48u);
+    const uint32_t mn = j < 4 ? b1 & 63u : ((b2 >> 4) & 15u) | ((b1 >> 2) & 48u);
+    const float d = __half2float(__ushort_as_half((unsigned short)(hd.x & 0xffffu)));
+    const float dmin = __half2float(__ushort_as_half((unsigned short)(hd.x >> 16)));
+    const uint2 q = *(const uint2 *)(b + 16 + 32 * g + l0);
+    const uint32_t v0 = (q.x >> (4 * hi)) & 0x0f0f0f0fu, v1 = (q.y >> (4 * hi)) & 0x0f0f0f0fu;
+    return d * (float)sc * bt_bytes_dot(v0, v1, 8388608.0f, x0, x1) - dmin * (float)mn * sx;
+}
+
+template <>
+__device__ __forceinline__ float bt_dot<BT_Q6_K>(const uint8_t *b, int c, const float4 &x0,
+                                                 const float4 &x1, float sx) {
+    const int e0 = 8 * c, h = e0 >> 7, r = e0 & 127, k = r >> 5, l0 = r & 31;
+    const uint64_t ql = bt_load8(b + 64 * h + l0 + 32 * (k & 1));
+    const uint64_t qh = bt_load8(b + 128 + 32 * h + l0);
+    const float dl = bt_half(b + 208) * (float)(int8_t)b[192 + (e0 >> 4)];
+    const int sh = 4 * (k >> 1), hs = 2 * k;
+    const uint32_t v0 =
+        (((uint32_t)ql >> sh) & 0x0f0f0f0fu) | ((((uint32_t)qh >> hs) & 0x03030303u) << 4);
+    const uint32_t v1 = (((uint32_t)(ql >> 32) >> sh) & 0x0f0f0f0fu) |
+                        ((((uint32_t)(qh >> 32) >> hs) & 0x03030303u) << 4);
+    return dl * bt_bytes_dot(v0, v1, 8388640.0f, x0, x1);
+}
+
 /* Elements 8*ci .. 8*ci+7 of a row stored as type T. */
 template <int T>
 __device__ __forceinline__ void bt_row_chunk(const uint8_t *row, int ci, float y[8]) {
     constexpr int CPB = bt_info<T>::QK / 8;
     bt_chunk<T>(row + (size_t)(ci / CPB) * bt_info<T>::BYTES, ci % CPB, y);
+}
+
+/* bt_dot of chunk ci of a row stored as type T. */
+template <int T>
+__device__ __forceinline__ float bt_row_dot(const uint8_t *row, int ci, const float4 &x0,
+                                            const float4 &x1, float sx) {
+    constexpr int CPB = bt_info<T>::QK / 8;
+    return bt_dot<T>(row + (size_t)(ci / CPB) * bt_info<T>::BYTES, ci % CPB, x0, x1, sx);
 }
 
 /* Calls F.template operator()<T>() for the runtime type t; false when t is not a block type. */

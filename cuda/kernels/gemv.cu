@@ -66,17 +66,16 @@ __device__ __forceinline__ void qkv_store(const gemv_args &a, int which, int r0,
 
 template <int T>
 __device__ __forceinline__ float chunk_dot(int type, const uint8_t *row, int c, const float4 &x0,
-                                           const float4 &x1) {
-    float y[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+                                           const float4 &x1, float sx) {
     if constexpr (T >= 0) {
-        bt_row_chunk<T>(row, c, y);
+        return bt_row_dot<T>(row, c, x0, x1, sx);
     } else {
-#define CHUNK_CASE(TT) bt_row_chunk<TT>(row, c, y)
+        float v = 0.0f;
+#define CHUNK_CASE(TT) v = bt_row_dot<TT>(row, c, x0, x1, sx)
         BT_DISPATCH(type, CHUNK_CASE)
 #undef CHUNK_CASE
+        return v;
     }
-    return y[0] * x0.x + y[1] * x0.y + y[2] * x0.z + y[3] * x0.w + y[4] * x1.x + y[5] * x1.y +
-           y[6] * x1.z + y[7] * x1.w;
 }
 
 /* Rows of unit u: (m0 row r0) and, for pairs, (m1 row r1); i is the rotary index. */
@@ -99,10 +98,11 @@ __device__ __forceinline__ void unit_rows(const gemv_args &a, int u, int &which,
 }
 
 /* Input chunk c (elements 8c .. 8c+7) into x0/x1, multiplied by the norm weights when there are
- * any; their squares are added to ss when `count`. Without a norm the input stands in for the norm
- * weights and is selected away, so the loads never sit behind a branch. */
+ * any, and sx their sum; the squares of the inputs are added to ss when `count`. Without a norm
+ * the input stands in for the norm weights and is selected away, so the loads never sit behind a
+ * branch. */
 __device__ __forceinline__ void x_chunk(const gemv_args &a, int c, bool count, float4 &x0,
-                                        float4 &x1, float &ss) {
+                                        float4 &x1, float &sx, float &ss) {
     const bool norm = a.norm_w != NULL;
     const float4 *x4 = (const float4 *)a.x, *n4 = norm ? (const float4 *)a.norm_w : x4;
     const float4 one = make_float4(1.0f, 1.0f, 1.0f, 1.0f);
@@ -115,6 +115,7 @@ __device__ __forceinline__ void x_chunk(const gemv_args &a, int c, bool count, f
     w1 = norm ? w1 : one;
     x0.x *= w0.x, x0.y *= w0.y, x0.z *= w0.z, x0.w *= w0.w;
     x1.x *= w1.x, x1.y *= w1.y, x1.z *= w1.z, x1.w *= w1.w;
+    sx = ((x0.x + x0.y) + (x0.z + x0.w)) + ((x1.x + x1.y) + (x1.z + x1.w));
 }
 
 /* S chunks of each of the block's rows from chunk c0 on, for NU units. Chunk indices are clamped
@@ -131,11 +132,13 @@ __device__ __forceinline__ void row_step(const gemv_args &a, const uint8_t *cons
         const int c = c0 + threadIdx.x + j * ROW_THREADS, cc = min(c, nch - 1);
         const bool in = c < nch;
         float4 x0, x1;
-        x_chunk(a, cc, in, x0, x1, ss);
-        const float v0 = chunk_dot<T>(m0[0]->type, row0[0], cc, x0, x1);
-        const float v1 = PAIR ? chunk_dot<T>(m1[0]->type, row1[0], cc, x0, x1) : 0.0f;
-        const float v2 = NU > 1 ? chunk_dot<T>(m0[1]->type, row0[1], cc, x0, x1) : 0.0f;
-        const float v3 = NU > 1 && PAIR ? chunk_dot<T>(m1[1]->type, row1[1], cc, x0, x1) : 0.0f;
+        float sx;
+        x_chunk(a, cc, in, x0, x1, sx, ss);
+        const float v0 = chunk_dot<T>(m0[0]->type, row0[0], cc, x0, x1, sx);
+        const float v1 = PAIR ? chunk_dot<T>(m1[0]->type, row1[0], cc, x0, x1, sx) : 0.0f;
+        const float v2 = NU > 1 ? chunk_dot<T>(m0[1]->type, row0[1], cc, x0, x1, sx) : 0.0f;
+        const float v3 =
+            NU > 1 && PAIR ? chunk_dot<T>(m1[1]->type, row1[1], cc, x0, x1, sx) : 0.0f;
         d[0] += in ? v0 : 0.0f;
         d[1] += in ? v1 : 0.0f;
         d[2] += in ? v2 : 0.0f;
@@ -259,12 +262,14 @@ __global__ void __launch_bounds__(ROW_THREADS) gemv_head_kernel(gemv_args a) {
         acc[r] = 0.0f;
     for (int c = tid; c < a.cols / 8; c += ROW_THREADS) {
         float4 x0, x1;
-        x_chunk(a, c, true, x0, x1, ss);
+        float sx;
+        x_chunk(a, c, true, x0, x1, sx, ss);
         /* rows past the matrix (last block only) read the last row again and are not written,
          * so the row loads sit in one branch-free stretch */
 #pragma unroll
         for (int r = 0; r < HEAD_ROWS; r++)
-            acc[r] += chunk_dot<T>(m.type, base + (size_t)min(r, nr - 1) * m.row_bytes, c, x0, x1);
+            acc[r] += chunk_dot<T>(m.type, base + (size_t)min(r, nr - 1) * m.row_bytes, c, x0, x1,
+                                   sx);
     }
 #pragma unroll
     for (int r = 0; r < HEAD_ROWS; r++)

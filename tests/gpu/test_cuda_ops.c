@@ -267,9 +267,17 @@ START_TEST(gemv_types) {
 }
 END_TEST
 
+/* gate and up in the block types of the usual files: mixed (the runtime-typed kernel) and equal
+ * (the typed kernels; the warp-a-unit kernel for Q5_0 and Q8_0) */
+static const ggml_type swiglu_types[][2] = {{GGML_TYPE_Q5_0, GGML_TYPE_Q8_0},
+                                            {GGML_TYPE_Q5_0, GGML_TYPE_Q5_0},
+                                            {GGML_TYPE_Q8_0, GGML_TYPE_Q8_0},
+                                            {GGML_TYPE_F16, GGML_TYPE_F16}};
+
 START_TEST(gemv_swiglu) {
     const int rows = 4864, cols = 896;
-    wmat g = make_w(GGML_TYPE_Q5_0, rows, cols), u = make_w(GGML_TYPE_Q8_0, rows, cols);
+    const ggml_type tg = swiglu_types[_i][0], tu = swiglu_types[_i][1];
+    wmat g = make_w(tg, rows, cols), u = make_w(tu, rows, cols);
     float *x = malloc(sizeof(float) * cols), *nw = malloc(sizeof(float) * cols);
     double *xn = malloc(sizeof(double) * cols), *ref = malloc(sizeof(double) * rows);
     double ss = 0;
@@ -289,7 +297,10 @@ START_TEST(gemv_swiglu) {
     const kq_mat m[2] = {g.m, u.m};
     CK(kq_gemv(KQ_GEMV_SWIGLU, m, 2, dx, dn, 1e-6f, dout, NULL, NULL, 0, 0));
     host_copy(out, dout, sizeof(float) * rows);
-    report("gemv swiglu Q5_0/Q8_0 4864x896", rel_err(out, ref, rows), 1e-5);
+    char what[96];
+    snprintf(what, sizeof what, "gemv swiglu %s/%s %dx%d", ggml_type_name(tg), ggml_type_name(tu),
+             rows, cols);
+    report(what, rel_err(out, ref, rows), 1e-5);
     cudaFree(dx);
     cudaFree(dn);
     cudaFree(dout);
@@ -739,7 +750,7 @@ int main(void) {
     tcase_set_timeout(tc, 600);
     tcase_add_loop_test(tc, dequant_goldens, 0, sizeof quant_fixtures / sizeof quant_fixtures[0]);
     tcase_add_loop_test(tc, gemv_types, 0, N_TYPES);
-    tcase_add_test(tc, gemv_swiglu);
+    tcase_add_loop_test(tc, gemv_swiglu, 0, sizeof swiglu_types / sizeof swiglu_types[0]);
     tcase_add_test(tc, gemv_qkv_rope);
     tcase_add_test(tc, rope_kv_prefill);
     tcase_add_test(tc, attention);

@@ -350,11 +350,18 @@ static void rope_ref(double *h, int pos) {
     }
 }
 
+/* q, k and v in the block types of the usual files: the mixed instance (Q5_0 q/k, Q8_0 v) and
+ * single types (the Q5_0 half-block path for every unit, F16) */
+static const ggml_type qkv_types[][3] = {{GGML_TYPE_Q5_0, GGML_TYPE_Q5_0, GGML_TYPE_Q8_0},
+                                         {GGML_TYPE_Q5_0, GGML_TYPE_Q5_0, GGML_TYPE_Q5_0},
+                                         {GGML_TYPE_F16, GGML_TYPE_F16, GGML_TYPE_F16}};
+
 START_TEST(gemv_qkv_rope) {
     const int cols = 896, layer = 1, pos = 37, q_dim = NH * HD, kv_dim = NKV * HD;
     kq_geom g = make_geom();
-    wmat w[3] = {make_w(GGML_TYPE_Q5_0, q_dim, cols), make_w(GGML_TYPE_Q5_0, kv_dim, cols),
-                 make_w(GGML_TYPE_Q8_0, kv_dim, cols)};
+    const ggml_type *ty = qkv_types[_i];
+    wmat w[3] = {make_w(ty[0], q_dim, cols), make_w(ty[1], kv_dim, cols),
+                 make_w(ty[2], kv_dim, cols)};
     const int rows[3] = {q_dim, kv_dim, kv_dim};
     float *bias[3];
     for (int k = 0; k < 3; k++) {
@@ -367,11 +374,11 @@ START_TEST(gemv_qkv_rope) {
     double *xn = malloc(sizeof(double) * cols), ss = 0;
     for (int i = 0; i < cols; i++) {
         x[i] = nrand();
-        nw[i] = 1.0f;
+        nw[i] = 1.0f + 0.1f * nrand();
         ss += (double)x[i] * x[i];
     }
     for (int i = 0; i < cols; i++)
-        xn[i] = x[i] / sqrt(ss / cols + 1e-6);
+        xn[i] = x[i] / sqrt(ss / cols + 1e-6) * nw[i];
     const size_t cache = (size_t)2 * MAXC * kv_dim;
     float *dk = dev_copy(NULL, cache * 4), *dv = dev_copy(NULL, cache * 4);
     kq_params *p = make_params(pos, dk, dv);
@@ -391,9 +398,11 @@ START_TEST(gemv_qkv_rope) {
         if (k < 2)
             for (int h = 0; h < rows[k] / HD; h++)
                 rope_ref(ref + h * HD, pos);
-        static const char *const nm[] = {"gemv qkv: q (rotated)", "gemv qkv: k cache (rotated)",
-                                         "gemv qkv: v cache"};
-        report(nm[k], rel_err(out[k], ref, rows[k]), 1e-5);
+        static const char *const nm[] = {"q (rotated)", "k cache (rotated)", "v cache"};
+        char what[96];
+        snprintf(what, sizeof what, "gemv qkv %s/%s/%s: %s", ggml_type_name(ty[0]),
+                 ggml_type_name(ty[1]), ggml_type_name(ty[2]), nm[k]);
+        report(what, rel_err(out[k], ref, rows[k]), 1e-5);
         free(ref);
         free(out[k]);
         free(bias[k]);
@@ -751,7 +760,7 @@ int main(void) {
     tcase_add_loop_test(tc, dequant_goldens, 0, sizeof quant_fixtures / sizeof quant_fixtures[0]);
     tcase_add_loop_test(tc, gemv_types, 0, N_TYPES);
     tcase_add_loop_test(tc, gemv_swiglu, 0, sizeof swiglu_types / sizeof swiglu_types[0]);
-    tcase_add_test(tc, gemv_qkv_rope);
+    tcase_add_loop_test(tc, gemv_qkv_rope, 0, sizeof qkv_types / sizeof qkv_types[0]);
     tcase_add_test(tc, rope_kv_prefill);
     tcase_add_test(tc, attention);
     tcase_add_test(tc, rmsnorm_swiglu);

@@ -283,10 +283,9 @@ template <>
 __device__ __forceinline__ float bt_dot<BT_Q5_0>(const uint8_t *b, int c, const float4 &x0,
                                                  const float4 &x1, float sx) {
     const float d = bt_half(b);
-    const uint32_t qh = bt_load4(b + 2);
+    const uint32_t h = b[2 + c]; /* the fifth bits of elements 8c .. 8c+7: byte c of qh */
     const int j0 = 8 * (c & 1), sh = (c >> 1) * 4;
     const uint64_t q = bt_load8(b + 6 + j0);
-    const uint32_t h = qh >> (c * 8);
     const uint32_t v0 = (((uint32_t)q >> sh) & 0x0f0f0f0fu) | (bt_spread4(h) << 4);
     const uint32_t v1 = (((uint32_t)(q >> 32) >> sh) & 0x0f0f0f0fu) | (bt_spread4(h >> 4) << 4);
     return d * bt_bytes_dot(v0, v1, 8388624.0f, x0, x1);

@@ -246,6 +246,24 @@ __global__ void __launch_bounds__(ROW_THREADS) gemv_row_kernel(gemv_args a) {
  * Every thread reads one chunk of each of the block's rows for the same input chunk, so sixteen
  * independent loads are in flight per thread; the rows are reduced across the block at the end. */
 
+/* The LM head's chunk product: Q8_0 (the tied embedding of the usual quantized files) with the
+ * scale out of the element loop and its signed bytes, offset by 128, made floats by the byte
+ * permute (full-rate operations instead of an integer conversion an element: the head reads
+ * 136 M of them a token); other types as chunk_dot. */
+template <int T>
+__device__ __forceinline__ float head_dot(int type, const uint8_t *row, int ci, const float4 &x0,
+                                          const float4 &x1, float sx) {
+    if constexpr (T == BT_Q8_0) {
+        const uint8_t *b = row + (size_t)(ci / 4) * bt_info<BT_Q8_0>::BYTES;
+        const float d = bt_half(b);
+        const uint64_t q = bt_load8(b + 2 + 8 * (ci % 4));
+        const uint32_t v0 = (uint32_t)q ^ 0x80808080u, v1 = (uint32_t)(q >> 32) ^ 0x80808080u;
+        return d * bt_bytes_dot(v0, v1, 8388736.0f, x0, x1);
+    } else {
+        return chunk_dot<T>(type, row, ci, x0, x1, sx);
+    }
+}
+
 #define HEAD_ROWS 16
 
 template <int MODE, int T>
@@ -273,8 +291,8 @@ __global__ void __launch_bounds__(ROW_THREADS) gemv_head_kernel(gemv_args a) {
          * so the row loads sit in one branch-free stretch */
 #pragma unroll
         for (int r = 0; r < HEAD_ROWS; r++)
-            acc[r] += chunk_dot<T>(m.type, base + (size_t)min(r, nr - 1) * m.row_bytes, c, x0, x1,
-                                   sx);
+            acc[r] += head_dot<T>(m.type, base + (size_t)min(r, nr - 1) * m.row_bytes, c, x0, x1,
+                                  sx);
     }
 #pragma unroll
     for (int r = 0; r < HEAD_ROWS; r++)

@@ -264,8 +264,8 @@ __device__ __forceinline__ float bt_dot(const uint8_t *b, int c, const float4 &x
 
 /* sum over i of (byte i of v0 | v1, as 2^23 + byte, minus `base`) * x_i: the bytes are below 256,
  * so each difference is exact. */
-__device__ __forceinline__ float bt_bytes_dot(uint32_t v0, uint32_t v1, float base, const float4 &x0,
-                                              const float4 &x1) {
+__device__ __forceinline__ float bt_bytes_dot(uint32_t v0, uint32_t v1, float base,
+                                              const float4 &x0, const float4 &x1) {
 #define BT_B(v, i) (__uint_as_float(__byte_perm(v, 0x4B000000u, 0x7540u + (i))) - base)
     float s = BT_B(v0, 0) * x0.x;
     s = fmaf(BT_B(v0, 1), x0.y, s);

@@ -142,8 +142,7 @@ __device__ __forceinline__ void row_step(const gemv_args &a, const uint8_t *cons
         const float v0 = chunk_dot<T>(m0[0]->type, row0[0], cc, x0, x1, sx);
         const float v1 = PAIR ? chunk_dot<T>(m1[0]->type, row1[0], cc, x0, x1, sx) : 0.0f;
         const float v2 = NU > 1 ? chunk_dot<T>(m0[1]->type, row0[1], cc, x0, x1, sx) : 0.0f;
-        const float v3 =
-            NU > 1 && PAIR ? chunk_dot<T>(m1[1]->type, row1[1], cc, x0, x1, sx) : 0.0f;
+        const float v3 = NU > 1 && PAIR ? chunk_dot<T>(m1[1]->type, row1[1], cc, x0, x1, sx) : 0.0f;
         d[0] += in ? v0 : 0.0f;
         d[1] += in ? v1 : 0.0f;
         d[2] += in ? v2 : 0.0f;
@@ -291,8 +290,8 @@ __global__ void __launch_bounds__(ROW_THREADS) gemv_head_kernel(gemv_args a) {
          * so the row loads sit in one branch-free stretch */
 #pragma unroll
         for (int r = 0; r < HEAD_ROWS; r++)
-            acc[r] += head_dot<T>(m.type, base + (size_t)min(r, nr - 1) * m.row_bytes, c, x0, x1,
-                                  sx);
+            acc[r] +=
+                head_dot<T>(m.type, base + (size_t)min(r, nr - 1) * m.row_bytes, c, x0, x1, sx);
     }
 #pragma unroll
     for (int r = 0; r < HEAD_ROWS; r++)

@@ -249,10 +249,12 @@ template <> __device__ __forceinline__ void bt_chunk<BT_Q6_K>(const uint8_t *b, 
 }
 
 /* ---- dot products of one chunk with 8 inputs (x0, x1; sx their sum) ----
- * The generic form dequantizes the chunk and multiplies. The types of the usual quantized files
- * keep the scale out of the element loop (d * sum q_i x_i, minus min * sum x_i where the type has
- * one) and turn small unsigned integers into floats by the byte permute of bt_q5_byte instead of
- * an integer conversion: one exact subtraction and one fused multiply-add an element. */
+ * The generic form dequantizes the chunk and multiplies. Q5_0, Q4_K and Q6_K (the quantized
+ * layers of the usual Q4_K_M files besides Q8_0) keep the scale out of the element loop
+ * (d * sum q_i x_i, minus min * sum x_i where the type has one) and turn small unsigned integers
+ * into floats by the byte permute of bt_q5_byte instead of an integer conversion: one exact
+ * subtraction and one fused multiply-add an element. Q8_0 and the rest keep the generic form,
+ * which measured faster for them (docs/BENCHMARKS.md, third round). */
 template <int T>
 __device__ __forceinline__ float bt_dot(const uint8_t *b, int c, const float4 &x0, const float4 &x1,
                                         float sx) {

@@ -127,8 +127,12 @@ __device__ __forceinline__ uint32_t bt_spread4(uint32_t h) {
  * in 0..31 becomes a float without an integer conversion: a byte permute places it under the
  * exponent of 2^23 (the float 2^23 + b), from which 2^23 + 16 is subtracted exactly; the product
  * with d is rounded once, as (b - 16) * d. */
+__device__ __forceinline__ float bt_byte_2p23(uint32_t v, int i) {
+    return __uint_as_float(__byte_perm(v, 0x4B000000u, 0x7540u + (unsigned)i));
+}
+
 __device__ __forceinline__ float bt_q5_byte(uint32_t v, int i, float d) {
-    return (__uint_as_float(__byte_perm(v, 0x4B000000u, 0x7540u + (unsigned)i)) - 8388624.0f) * d;
+    return (bt_byte_2p23(v, i) - 8388624.0f) * d;
 }
 
 template <> __device__ __forceinline__ void bt_chunk<BT_Q5_0>(const uint8_t *b, int c, float y[8]) {
@@ -258,17 +262,17 @@ template <> __device__ __forceinline__ void bt_chunk<BT_Q6_K>(const uint8_t *b, 
 template <int T>
 __device__ __forceinline__ float bt_dot(const uint8_t *b, int c, const float4 &x0, const float4 &x1,
                                         float sx) {
-    float y[8];
+    float y[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     bt_chunk<T>(b, c, y);
     return y[0] * x0.x + y[1] * x0.y + y[2] * x0.z + y[3] * x0.w + y[4] * x1.x + y[5] * x1.y +
            y[6] * x1.z + y[7] * x1.w;
 }
 
-/* sum over i of (byte i of v0 | v1, as 2^23 + byte, minus `base`) * x_i: the bytes are below 256,
- * so each difference is exact. */
+/* sum over i of (byte i of v0 | v1, as 2^23 + byte (bt_byte_2p23), minus `base`) * x_i: the
+ * bytes are below 256, so each difference is exact. */
 __device__ __forceinline__ float bt_bytes_dot(uint32_t v0, uint32_t v1, float base,
                                               const float4 &x0, const float4 &x1) {
-#define BT_B(v, i) (__uint_as_float(__byte_perm(v, 0x4B000000u, 0x7540u + (i))) - base)
+#define BT_B(v, i) (bt_byte_2p23(v, i) - base)
     float s = BT_B(v0, 0) * x0.x;
     s = fmaf(BT_B(v0, 1), x0.y, s);
     s = fmaf(BT_B(v0, 2), x0.z, s);

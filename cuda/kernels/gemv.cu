@@ -67,13 +67,8 @@ __device__ __forceinline__ void qkv_store(const gemv_args &a, int which, int r0,
 template <int T>
 __device__ __forceinline__ float chunk_dot(int type, const uint8_t *row, int c, const float4 &x0,
                                            const float4 &x1, float sx) {
-    if constexpr (T == BT_Q5_0 || T == BT_Q4_K || T == BT_Q6_K) {
+    if constexpr (T >= 0) {
         return bt_row_dot<T>(row, c, x0, x1, sx);
-    } else if constexpr (T >= 0) {
-        float y[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        bt_row_chunk<T>(row, c, y);
-        return y[0] * x0.x + y[1] * x0.y + y[2] * x0.z + y[3] * x0.w + y[4] * x1.x + y[5] * x1.y +
-               y[6] * x1.z + y[7] * x1.w;
     } else {
         float v = 0.0f;
 #define CHUNK_CASE(TT) v = bt_row_dot<TT>(row, c, x0, x1, sx)

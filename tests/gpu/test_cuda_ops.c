@@ -268,7 +268,7 @@ START_TEST(gemv_types) {
 END_TEST
 
 /* gate and up in the block types of the usual files: mixed (the runtime-typed kernel) and equal
- * (the typed kernels; the warp-a-unit kernel for Q5_0 and Q8_0) */
+ * (the typed kernels, two units a block at this size; Q5_0 through its factored chunk dot) */
 static const ggml_type swiglu_types[][2] = {{GGML_TYPE_Q5_0, GGML_TYPE_Q8_0},
                                             {GGML_TYPE_Q5_0, GGML_TYPE_Q5_0},
                                             {GGML_TYPE_Q8_0, GGML_TYPE_Q8_0},
@@ -351,7 +351,7 @@ static void rope_ref(double *h, int pos) {
 }
 
 /* q, k and v in the block types of the usual files: the mixed instance (Q5_0 q/k, Q8_0 v) and
- * single types (the Q5_0 half-block path for every unit, F16) */
+ * single types (all Q5_0: the typed kernel for every unit, F16) */
 static const ggml_type qkv_types[][3] = {{GGML_TYPE_Q5_0, GGML_TYPE_Q5_0, GGML_TYPE_Q8_0},
                                          {GGML_TYPE_Q5_0, GGML_TYPE_Q5_0, GGML_TYPE_Q5_0},
                                          {GGML_TYPE_F16, GGML_TYPE_F16, GGML_TYPE_F16}};

@@ -477,10 +477,11 @@ START_TEST(rope_kv_prefill) {
 }
 END_TEST
 
-/* Queries at positions pos0 .. pos0+n-1 of layer 1 against random caches; several splits. */
-static void attention_case(int n, int pos0, int n_split) {
-    const int q_dim = NH * HD, kv_dim = NKV * HD, layer = 1, len = pos0 + n;
-    kq_geom g = make_geom();
+/* Queries at positions pos0 .. pos0+n-1 of layer 1 against random caches; several splits; nh
+ * query heads of hd dimensions sharing nkv key/value heads. */
+static void attention_case_hd(int n, int pos0, int n_split, int nh, int nkv, int hd) {
+    const int q_dim = nh * hd, kv_dim = nkv * hd, layer = 1, len = pos0 + n;
+    kq_geom g = {nh, nkv, hd, MAXC, NULL};
     const size_t cache = (size_t)2 * MAXC * kv_dim;
     float *k = malloc(4 * cache), *v = malloc(4 * cache), *q = malloc(sizeof(float) * n * q_dim);
     for (size_t i = 0; i < cache; i++) {
@@ -492,44 +493,45 @@ static void attention_case(int n, int pos0, int n_split) {
     float *dk = dev_copy(k, 4 * cache), *dv = dev_copy(v, 4 * cache);
     float *dq = dev_copy(q, sizeof(float) * n * q_dim), *dout = dev_copy(NULL, 4 * n * q_dim);
     void *d16 = dev_copy(NULL, 2 * n * q_dim);
-    float *part = dev_copy(NULL, sizeof(float) * n * NH * n_split * (HD + 2));
-    unsigned *cnt = dev_copy(NULL, sizeof(unsigned) * n * NH);
-    CK(cudaMemset(cnt, 0, sizeof(unsigned) * n * NH));
+    float *part = dev_copy(NULL, sizeof(float) * n * nh * n_split * (hd + 2));
+    unsigned *cnt = dev_copy(NULL, sizeof(unsigned) * n * nh);
+    CK(cudaMemset(cnt, 0, sizeof(unsigned) * n * nh));
     kq_params *p = make_params(pos0, dk, dv);
     CK(kq_attention(dq, n, p, &g, layer, n_split, part, cnt, dout, d16, 0));
     float *out = malloc(4 * n * q_dim);
     uint16_t *o16 = malloc(2 * n * q_dim);
     host_copy(out, dout, 4 * n * q_dim);
     host_copy(o16, d16, 2 * n * q_dim);
-    unsigned *cn = malloc(sizeof(unsigned) * n * NH);
-    host_copy(cn, cnt, sizeof(unsigned) * n * NH);
-    for (int i = 0; i < n * NH; i++)
+    unsigned *cn = malloc(sizeof(unsigned) * n * nh);
+    host_copy(cn, cnt, sizeof(unsigned) * n * nh);
+    for (int i = 0; i < n * nh; i++)
         ck_assert_uint_eq(cn[i], 0);
     double *ref = malloc(sizeof(double) * n * q_dim), *sc = malloc(sizeof(double) * len);
     const float *K = k + (size_t)layer * MAXC * kv_dim, *V = v + (size_t)layer * MAXC * kv_dim;
     for (int t = 0; t < n; t++)
-        for (int h = 0; h < NH; h++) {
-            const int kvh = h / (NH / NKV), L = pos0 + t + 1;
-            const float *qh = q + (size_t)t * q_dim + h * HD;
+        for (int h = 0; h < nh; h++) {
+            const int kvh = h / (nh / nkv), L = pos0 + t + 1;
+            const float *qh = q + (size_t)t * q_dim + h * hd;
             double m = -INFINITY, z = 0;
             for (int j = 0; j < L; j++) {
                 double s = 0;
-                for (int d = 0; d < HD; d++)
-                    s += (double)qh[d] * K[(size_t)j * kv_dim + kvh * HD + d];
-                sc[j] = s / 8.0;
+                for (int d = 0; d < hd; d++)
+                    s += (double)qh[d] * K[(size_t)j * kv_dim + kvh * hd + d];
+                sc[j] = s / sqrt((double)hd);
                 if (sc[j] > m) m = sc[j];
             }
             for (int j = 0; j < L; j++)
                 z += (sc[j] = exp(sc[j] - m));
-            for (int d = 0; d < HD; d++) {
+            for (int d = 0; d < hd; d++) {
                 double a = 0;
                 for (int j = 0; j < L; j++)
-                    a += sc[j] * V[(size_t)j * kv_dim + kvh * HD + d];
-                ref[(size_t)t * q_dim + h * HD + d] = a / z;
+                    a += sc[j] * V[(size_t)j * kv_dim + kvh * hd + d];
+                ref[(size_t)t * q_dim + h * hd + d] = a / z;
             }
         }
     char what[128];
-    snprintf(what, sizeof what, "attention %d queries at %d, %d splits", n, pos0, n_split);
+    snprintf(what, sizeof what, "attention %d queries at %d, %d splits, head dim %d", n, pos0,
+             n_split, hd);
     report(what, rel_err(out, ref, (size_t)n * q_dim), 1e-5);
     for (int i = 0; i < n * q_dim; i++)
         ck_assert(fabs(quant_f16_to_f32(o16[i]) - out[i]) <= fabs(out[i]) * 4.9e-4 + 6e-8);
@@ -549,7 +551,10 @@ static void attention_case(int n, int pos0, int n_split) {
     cudaFree(part);
     cudaFree(cnt);
     cudaFree(p);
-    cudaFree((void *)g.inv_freq);
+}
+
+static void attention_case(int n, int pos0, int n_split) {
+    attention_case_hd(n, pos0, n_split, NH, NKV, HD);
 }
 
 START_TEST(attention) {
@@ -560,6 +565,11 @@ START_TEST(attention) {
     attention_case(1, 1000, 1);
     attention_case(40, 7, 1);
     attention_case(3, 500, 7);
+    /* head dimension 128 (two lanes a key): 16 query heads over 8 key/value heads */
+    attention_case_hd(1, 0, 1, 16, 8, 128);
+    attention_case_hd(1, 300, 1, 16, 8, 128);
+    attention_case_hd(1, 1000, 16, 16, 8, 128);
+    attention_case_hd(5, 40, 3, 16, 8, 128);
 }
 END_TEST
 

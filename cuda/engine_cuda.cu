@@ -258,6 +258,8 @@ static ws_status alloc_scratch(cu_engine *e, ws_error *err) {
         {(void **)&e->part, part * 4},
         {(void **)&e->att_s, e->att_s_elems * 4},
         {(void **)&e->counters, (uint64_t)e->geom.n_head * 4},
+        {(void **)&e->d_greedy, (uint64_t)e->max_seqs * sizeof(kq_greedy_out)},
+        {&e->greedy_ws, kq_greedy_scratch_bytes()},
         {&e->argmax_ws, kq_argmax_scratch_bytes(e->n_vocab)},
         {&e->sample_ws, e->sample_ws_bytes},
         {(void **)&e->d_params, sizeof(kq_params) * 2},
@@ -434,6 +436,7 @@ void cu_params_for(cu_engine *e, int slot, int32_t token, int32_t pos, kq_params
     out->k = e->d_kv + (uint64_t)slot * 2u * e->slot_elems;
     out->v = out->k + e->slot_elems;
     out->logits = e->d_seq_logits + (uint64_t)slot * e->n_vocab;
+    out->greedy = e->d_greedy + slot;
 }
 
 static ws_status cu_seq_new(engine *base, uint32_t n_ctx, engine_seq **out, ws_error *err) {

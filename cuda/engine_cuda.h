@@ -63,6 +63,8 @@ typedef struct {
     uint64_t wdeq_elems;
     int lm_rows_n;
     unsigned *counters;
+    kq_greedy_out *d_greedy; /* max_seqs: each slot's greedy choice from its last decode step */
+    void *greedy_ws;
     void *argmax_ws, *sample_ws;
     size_t sample_ws_bytes;
     kq_params *d_params;
@@ -84,6 +86,7 @@ typedef struct {
 typedef struct {
     struct engine_seq base;
     int slot;
+    bool greedy_ready; /* d_greedy[slot] is the greedy choice over the sequence's last logits */
 } cu_seq;
 
 /* Turns a CUDA error into a status: sticky errors (illegal address, launch failure, ...) are

@@ -52,6 +52,8 @@ static ws_status enqueue_decode(cu_engine *e, ws_error *err) {
         e, err,
         kq_gemv(KQ_GEMV_SET, &e->output, 1, e->x, e->output_norm, e->eps, NULL, p, NULL, 0, e->st),
         "LM head");
+    /* the greedy choice in the same graph, so a greedy sampler only copies it out */
+    LAUNCH(e, err, kq_greedy(p, e->n_vocab, e->greedy_ws, e->st), "greedy choice");
     return WS_OK;
 }
 
@@ -93,6 +95,7 @@ ws_status cu_decode(engine_seq *const *seqs, const int32_t *tokens, uint32_t n_s
         if (i + 1 == n_seqs)
             CU_CHECK(e, err, cudaEventRecord(e->params_done, e->st), "decode parameters");
         CU_CHECK(e, err, cudaGraphLaunch(e->graph, e->st), "launching the decode graph");
+        ((cu_seq *)seqs[i])->greedy_ready = true;
         if (logits)
             CU_CHECK(e, err,
                      cudaMemcpyAsync(logits + (size_t)i * e->n_vocab,
@@ -246,8 +249,9 @@ static ws_status prefill_all_logits(cu_engine *e, int n, float *host, ws_error *
 ws_status cu_prefill(engine_seq *s, const int32_t *tokens, uint32_t n, bool all_logits,
                      float *logits, ws_error *err) {
     cu_engine *e = (cu_engine *)s->eng;
-    const cu_seq *cs = (const cu_seq *)s;
+    cu_seq *cs = (cu_seq *)s;
     if (e->fatal) return ws_fail(err, WS_ERR_DEVICE_FATAL, "the CUDA engine hit a sticky error");
+    cs->greedy_ready = false; /* the logits row is the prefill's from here on */
     CU_CHECK(e, err, cudaSetDevice(e->device), "selecting the CUDA device");
     float *seq_logits = e->d_seq_logits + (size_t)cs->slot * e->n_vocab;
     for (uint32_t c0 = 0; c0 < n; c0 += PREFILL_CHUNK) {

@@ -1,10 +1,16 @@
 /* sample_cuda.cu: engine_sample for the CUDA backend. The host folds the penalty window into
  * distinct tokens with counts (validating ids); everything over the vocabulary runs on the device
  * (kernels/sample.cu) from the sequence's last logits row, and only the result comes back. */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine_cuda.h"
+
+/* the greedy fast path copies a kq_greedy_out over the head of the sample result */
+static_assert(offsetof(kq_sample_out, token) == offsetof(kq_greedy_out, token) &&
+                  offsetof(kq_sample_out, logprob) == offsetof(kq_greedy_out, logprob),
+              "kq_greedy_out must match the head of kq_sample_out");
 
 static int cmp_i32(const void *a, const void *b) {
     const int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
@@ -77,15 +83,24 @@ ws_status cu_sample(engine_seq *s, const sampler_params *p, const int32_t *histo
                                  cudaMemcpyHostToDevice, e->st),
                  "penalty counts");
     }
-    const float *logits = e->d_seq_logits + (size_t)cs->slot * e->n_vocab;
-    CU_CHECK(e, err,
-             kq_sample(logits, e->n_vocab, &a, e->d_pen, e->d_pen + e->n_vocab, e->sample_ws,
-                       e->sample_ws_bytes, e->d_sample_out, e->st),
-             "sampling");
-    CU_CHECK(e, err,
-             cudaMemcpyAsync(e->h_sample_out, e->d_sample_out, sizeof(kq_sample_out),
-                             cudaMemcpyDeviceToHost, e->st),
-             "sample result");
+    if (!penalise && a.temperature == 0.0f && a.n_logprobs == 0 && cs->greedy_ready) {
+        /* plain greedy after a decode step: the step's graph already chose (kq_greedy) */
+        kq_sample_out *h = e->h_sample_out;
+        CU_CHECK(e, err,
+                 cudaMemcpyAsync(h, e->d_greedy + cs->slot, sizeof(kq_greedy_out),
+                                 cudaMemcpyDeviceToHost, e->st),
+                 "greedy choice");
+    } else {
+        const float *logits = e->d_seq_logits + (size_t)cs->slot * e->n_vocab;
+        CU_CHECK(e, err,
+                 kq_sample(logits, e->n_vocab, &a, e->d_pen, e->d_pen + e->n_vocab, e->sample_ws,
+                           e->sample_ws_bytes, e->d_sample_out, e->st),
+                 "sampling");
+        CU_CHECK(e, err,
+                 cudaMemcpyAsync(e->h_sample_out, e->d_sample_out, sizeof(kq_sample_out),
+                                 cudaMemcpyDeviceToHost, e->st),
+                 "sample result");
+    }
     CU_CHECK(e, err, cudaStreamSynchronize(e->st), "sampling");
     const kq_sample_out *r = e->h_sample_out;
     if (r->token < 0 || r->token >= e->n_vocab)

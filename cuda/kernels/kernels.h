@@ -23,15 +23,23 @@ typedef struct {
     const float *bias; /* (rows) f32 or NULL (GEMV only) */
 } kq_mat;
 
+/* The greedy choice over a logits row: the largest logit's index (lowest on ties, -1 when none is
+ * finite) and its log-probability. */
+typedef struct {
+    int32_t token;
+    float logprob;
+} kq_greedy_out;
+
 /* Per-step values the kernels read from device memory, so that one captured graph replays for
  * any position and sequence. */
 typedef struct {
     int32_t token; /* decode input token */
     int32_t pos;   /* position of the first new token */
     int32_t pad[2];
-    float *k;      /* the sequence's K cache: (n_layer, max_ctx, kv_dim) f32 */
-    float *v;      /* V cache, same shape */
-    float *logits; /* where the decode LM head writes (n_vocab) f32 */
+    float *k;              /* the sequence's K cache: (n_layer, max_ctx, kv_dim) f32 */
+    float *v;              /* V cache, same shape */
+    float *logits;         /* where the decode LM head writes (n_vocab) f32 */
+    kq_greedy_out *greedy; /* where the decode step's greedy choice goes */
 } kq_params;
 
 /* Model geometry the attention-side kernels need. */
@@ -124,6 +132,12 @@ size_t kq_sample_scratch_bytes(int n);
 cudaError_t kq_sample(const float *logits, int n, const kq_sample_args *a, const int32_t *pen_tok,
                       const int32_t *pen_cnt, void *scratch, size_t scratch_bytes,
                       kq_sample_out *out, cudaStream_t st);
+
+/* The greedy choice over the n logits at p->logits into *p->greedy, launched after the decode
+ * LM head in the decode graph (it waits on it). scratch: kq_greedy_scratch_bytes() bytes whose
+ * counter word starts (and is left) zero. */
+size_t kq_greedy_scratch_bytes(void);
+cudaError_t kq_greedy(const kq_params *p, int n, void *scratch, cudaStream_t st);
 
 #ifdef __cplusplus
 }

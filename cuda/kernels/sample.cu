@@ -121,7 +121,14 @@ __global__ void sp_stats_kernel(const float *pen, int n, float t, float *keys, s
 /* Greedy without alternatives, in one launch: each block the (max, lowest index) of its slice and
  * the slice's sum of exp relative to that max; the last block merges them into the token and its
  * log-probability (max - lse). */
-__global__ void sp_greedy_kernel(const float *pen, int n, sp_stats *s, kq_sample_out *out) {
+__global__ void sp_greedy_kernel(const float *pen, int n, sp_stats *s, int32_t *out_tok,
+                                 float *out_lp, const kq_params *p) {
+    if (p) { /* in the decode graph: the logits and the result of the step's sequence */
+        kq_wait_prior();
+        pen = p->logits;
+        out_tok = &p->greedy->token;
+        out_lp = &p->greedy->logprob;
+    }
     __shared__ float red[32], bm;
     __shared__ int ri[32];
     __shared__ double dred[32];
@@ -184,8 +191,8 @@ __global__ void sp_greedy_kernel(const float *pen, int n, sp_stats *s, kq_sample
         S += __shfl_xor_sync(0xffffffffu, S, o);
     if (lane == 0) {
         const bool found = I != INT_MAX;
-        out->token = found ? I : -1;
-        out->logprob = found ? (float)((double)M - ((double)M + log(S))) : NAN;
+        *out_tok = found ? I : -1;
+        *out_lp = found ? (float)((double)M - ((double)M + log(S))) : NAN;
         s->counter = 0;
     }
 }
@@ -331,7 +338,8 @@ extern "C" cudaError_t kq_sample(const float *logits, int n, const kq_sample_arg
         SP_CHECK(cudaGetLastError());
     }
     if (greedy && a->n_logprobs == 0) {
-        sp_greedy_kernel<<<SP_STAT_BLOCKS, 512, 0, st>>>(pen, n, s, out);
+        sp_greedy_kernel<<<SP_STAT_BLOCKS, 512, 0, st>>>(pen, n, s, &out->token, &out->logprob,
+                                                         NULL);
         return cudaGetLastError();
     }
     sp_stats_kernel<<<SP_STAT_BLOCKS, 512, 0, st>>>(pen, n, greedy ? 1.0f : a->temperature,
@@ -362,4 +370,14 @@ extern "C" cudaError_t kq_sample(const float *logits, int n, const kq_sample_arg
     none.n_logprobs = 0;
     sp_finish_kernel<<<1, 32, 0, st>>>(pen, vk, vi, s, none, NULL, out);
     return cudaGetLastError();
+}
+
+extern "C" size_t kq_greedy_scratch_bytes(void) {
+    return sizeof(sp_stats);
+}
+
+extern "C" cudaError_t kq_greedy(const kq_params *p, int n, void *scratch, cudaStream_t st) {
+    if (n < 1 || !p) return cudaErrorInvalidValue;
+    return kq_launch(sp_greedy_kernel, dim3(SP_STAT_BLOCKS), dim3(512), 0, st, (const float *)NULL,
+                     n, (sp_stats *)scratch, (int32_t *)NULL, (float *)NULL, p);
 }

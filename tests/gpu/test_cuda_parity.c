@@ -279,6 +279,25 @@ START_TEST(contracts) {
     ck_assert(engine_decode(both, two, 2, b, &err) == WS_OK);
     ck_assert_mem_eq(a, b, V * sizeof(float));
     ck_assert_mem_eq(alone_t, b + V, V * sizeof(float));
+    /* each sequence's greedy choice, made in the decode graph, against the host's argmax and
+     * log-softmax (double) of the logits the decode returned; the device sums exp of FP32
+     * differences in double, so 1e-5 covers its rounding */
+    sampler_params gp;
+    sampler_params_default(&gp);
+    for (int i = 0; i < 2; i++) {
+        sampler_result r;
+        ck_assert_msg(engine_sample(both[i], &gp, NULL, 0, 0.0f, &r, &err) == WS_OK, "%s", err.msg);
+        const float *row = b + (size_t)i * V;
+        uint32_t best = 0;
+        for (uint32_t j = 1; j < V; j++)
+            if (row[j] > row[best]) best = j;
+        double z = 0.0;
+        for (uint32_t j = 0; j < V; j++)
+            z += exp((double)row[j] - row[best]);
+        ck_assert_int_eq(r.token, (int32_t)best);
+        ck_assert_msg(fabs(r.logprob + log(z)) < 1e-5, "greedy logprob %g, host %g", r.logprob,
+                      -log(z));
+    }
     engine_memory mem;
     ck_assert(engine_memory_get(e, &mem, &err) == WS_OK);
     /* KV: 2 sequences x 2 (K, V) x 2 layers x 512 positions x 128 (kv_dim) x 4 bytes (FP32) */

@@ -155,38 +155,49 @@ static ws_status gemm(cu_engine *e, const kq_mat *w, int n_tok, const float *x32
 
 /* Causal attention of the chunk's n queries at pos0.. against the cache of layer l: FP32 scores
  * by strided-batched SGEMM (one batch per KV head, its query heads sharing K), the causal softmax,
- * FP32 SGEMM with V; att16 gets the F16 copy for the output projection. Falls back to the
- * attention kernel when the scores would not fit their scratch. */
+ * FP32 SGEMM with V; att16 gets the F16 copy for the output projection. Long contexts run the
+ * queries in sub-chunks whose scores fit their scratch (each against the keys up to its last
+ * query); only a context too long for a single query's scores falls back to the attention
+ * kernel. */
 static ws_status prefill_attention(cu_engine *e, int n, int pos0, int l, const kq_params *hp,
                                    ws_error *err) {
     const int L = pos0 + n, hd = e->geom.head_dim, group = e->geom.n_head / e->geom.n_head_kv;
-    if ((uint64_t)e->geom.n_head * n * L > e->att_s_elems) {
+    const uint64_t per_query = (uint64_t)e->geom.n_head * L; /* score floats, at most */
+    if (per_query > e->att_s_elems) {
         LAUNCH(e, err,
                kq_attention(e->q, n, e->d_params, &e->geom, l, 1, e->part, e->counters, e->att32,
                             e->att16, e->st),
                "attention");
         return WS_OK;
     }
+    const uint64_t fit = e->att_s_elems / per_query;
+    const int nq = fit < (uint64_t)n ? (int)fit : n;
     const size_t layer_off = (size_t)l * e->max_ctx * e->kv_dim;
     const float *K = hp->k + layer_off, *V = hp->v + layer_off;
     const float scale = 1.0f / sqrtf((float)hd), one = 1.0f, zero = 0.0f;
-    const long long sS = (long long)L * n;
-    for (int g = 0; g < e->geom.n_head_kv; g++) {
-        /* S_h (L x n, col-major) = K_g^T-view . Q_h: keys along rows, queries along columns */
-        const cublasStatus_t bs = cublasSgemmStridedBatched(
-            e->blas, CUBLAS_OP_T, CUBLAS_OP_N, L, n, hd, &scale, K + (size_t)g * hd, e->kv_dim, 0,
-            e->q + (size_t)g * group * hd, e->q_dim, hd, &zero, e->att_s + (size_t)g * group * sS,
-            L, sS, group);
-        if (bs != CUBLAS_STATUS_SUCCESS) return cu_blas_fail(e, err, bs, "attention scores");
-    }
-    LAUNCH(e, err, kq_softmax_causal(e->att_s, e->geom.n_head, n, L, pos0, e->st), "softmax");
-    for (int g = 0; g < e->geom.n_head_kv; g++) {
-        /* O_h^T (hd x n) = V_g (hd x L, col-major view of the cache) . P_h (L x n) */
-        const cublasStatus_t bs = cublasSgemmStridedBatched(
-            e->blas, CUBLAS_OP_N, CUBLAS_OP_N, hd, n, L, &one, V + (size_t)g * hd, e->kv_dim, 0,
-            e->att_s + (size_t)g * group * sS, L, sS, &zero, e->att32 + (size_t)g * group * hd,
-            e->q_dim, hd, group);
-        if (bs != CUBLAS_STATUS_SUCCESS) return cu_blas_fail(e, err, bs, "attention values");
+    for (int i0 = 0; i0 < n; i0 += nq) {
+        const int m = n - i0 < nq ? n - i0 : nq, Li = pos0 + i0 + m;
+        const long long sS = (long long)Li * m;
+        const float *Q = e->q + (size_t)i0 * e->q_dim;
+        float *O = e->att32 + (size_t)i0 * e->q_dim;
+        for (int g = 0; g < e->geom.n_head_kv; g++) {
+            /* S_h (Li x m, col-major) = K_g^T-view . Q_h: keys along rows, queries along columns */
+            const cublasStatus_t bs = cublasSgemmStridedBatched(
+                e->blas, CUBLAS_OP_T, CUBLAS_OP_N, Li, m, hd, &scale, K + (size_t)g * hd, e->kv_dim,
+                0, Q + (size_t)g * group * hd, e->q_dim, hd, &zero,
+                e->att_s + (size_t)g * group * sS, Li, sS, group);
+            if (bs != CUBLAS_STATUS_SUCCESS) return cu_blas_fail(e, err, bs, "attention scores");
+        }
+        LAUNCH(e, err, kq_softmax_causal(e->att_s, e->geom.n_head, m, Li, pos0 + i0, e->st),
+               "softmax");
+        for (int g = 0; g < e->geom.n_head_kv; g++) {
+            /* O_h^T (hd x m) = V_g (hd x Li, col-major view of the cache) . P_h (Li x m) */
+            const cublasStatus_t bs = cublasSgemmStridedBatched(
+                e->blas, CUBLAS_OP_N, CUBLAS_OP_N, hd, m, Li, &one, V + (size_t)g * hd, e->kv_dim,
+                0, e->att_s + (size_t)g * group * sS, Li, sS, &zero, O + (size_t)g * group * hd,
+                e->q_dim, hd, group);
+            if (bs != CUBLAS_STATUS_SUCCESS) return cu_blas_fail(e, err, bs, "attention values");
+        }
     }
     LAUNCH(e, err, kq_f32_to_f16(e->att32, (long)n * e->q_dim, e->att16, e->st), "attention f16");
     return WS_OK;

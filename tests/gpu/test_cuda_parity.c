@@ -361,6 +361,52 @@ START_TEST(synth_real_shape) {
 }
 END_TEST
 
+/* A prompt long enough that a prefill chunk's attention scores exceed their scratch (the chunk at
+ * 2,048 attends 2,560 keys: 14 heads x 512 queries x 2,560 keys > 64 MiB of FP32), so its queries
+ * run in sub-chunks: the last prompt row and one decode after it, CPU engine against CUDA engine
+ * on the real-shape F16 model. */
+START_TEST(synth_long_prompt) {
+    const char *dir = getenv("WORKER_SYNTH_DIR");
+    if (!dir) {
+        printf("synth: WORKER_SYNTH_DIR not set, long-prompt comparison not run\n");
+        return;
+    }
+    char path[1024];
+    snprintf(path, sizeof path, "%s/qwen-f16.gguf", dir);
+    ws_error err = {{0}};
+    qwen2_model *m = NULL;
+    ck_assert_msg(model_open(path, &m, &err) == WS_OK, "%s", err.msg);
+    const uint32_t V = m->cfg.n_vocab, N = 2600;
+    int32_t *ids = malloc((N + 1) * sizeof *ids);
+    uint64_t x = 777;
+    for (uint32_t i = 0; i < N + 1; i++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        ids[i] = (int32_t)((x >> 33) % 151643);
+    }
+    float *cpu = malloc(2 * (size_t)V * sizeof(float)),
+          *gpu = malloc(2 * (size_t)V * sizeof(float));
+    engine_options o = {.max_seqs = 1, .max_ctx = N + 8};
+    for (int b = 0; b < 2; b++) {
+        engine *e = NULL;
+        ck_assert_msg(engine_open(b ? ENGINE_CUDA : ENGINE_CPU, m, &o, &e, &err) == WS_OK, "%s",
+                      err.msg);
+        engine_seq *s = NULL;
+        ck_assert(engine_seq_new(e, N + 8, &s, &err) == WS_OK);
+        float *out = b ? gpu : cpu;
+        ck_assert_msg(engine_prefill(s, ids, N, false, out, &err) == WS_OK, "%s", err.msg);
+        ck_assert(engine_decode(&s, &ids[N], 1, out + V, &err) == WS_OK);
+        engine_seq_free(s);
+        engine_free(e);
+    }
+    check_rows("qwen-f16", "synth2600", "prefill", gpu, cpu, 1, V, TOL_F16);
+    check_rows("qwen-f16", "synth2600", "decode", gpu + V, cpu + V, 1, V, TOL_F16);
+    free(ids);
+    free(cpu);
+    free(gpu);
+    model_free(m);
+}
+END_TEST
+
 int main(void) {
     if (!engine_backend_available(ENGINE_CUDA)) {
         printf("no CUDA device: skipped\n");
@@ -379,6 +425,7 @@ int main(void) {
     TCase *ts = tcase_create("synth");
     tcase_set_timeout(ts, 600);
     tcase_add_loop_test(ts, synth_real_shape, 0, 3);
+    tcase_add_test(ts, synth_long_prompt);
     suite_add_tcase(s, ts);
     SRunner *sr = srunner_create(s);
     srunner_set_fork_status(sr, CK_NOFORK); /* CUDA is not fork-safe: the device was touched */

@@ -258,7 +258,7 @@ static ws_status alloc_scratch(cu_engine *e, ws_error *err) {
         {(void **)&e->part, part * 4},
         {(void **)&e->att_s, e->att_s_elems * 4},
         {(void **)&e->counters, (uint64_t)e->geom.n_head * 4},
-        {(void **)&e->d_greedy, (uint64_t)e->max_seqs * sizeof(kq_greedy_out)},
+        {(void **)&e->d_greedy, (uint64_t)e->max_seqs * 2 * sizeof(kq_greedy_out)},
         {&e->greedy_ws, kq_greedy_scratch_bytes()},
         {&e->argmax_ws, kq_argmax_scratch_bytes(e->n_vocab)},
         {&e->sample_ws, e->sample_ws_bytes},
@@ -313,6 +313,7 @@ static void cu_free(engine *base) {
     cudaFreeHost(e->h_pen);
     cudaFreeHost(e->h_sample_out);
     if (e->params_done) cudaEventDestroy(e->params_done);
+    if (e->choice_done) cudaEventDestroy(e->choice_done);
     if (e->st) cudaStreamDestroy(e->st);
     free(e->layers);
     free(e->slot_used);
@@ -363,7 +364,8 @@ static ws_status cu_open(const qwen2_model *m, const engine_options *opt, engine
         st = cu_fail(e, err, ce, "creating a stream");
         goto fail;
     }
-    if ((ce = cudaEventCreateWithFlags(&e->params_done, cudaEventDisableTiming)) != cudaSuccess) {
+    if ((ce = cudaEventCreateWithFlags(&e->params_done, cudaEventDisableTiming)) != cudaSuccess ||
+        (ce = cudaEventCreateWithFlags(&e->choice_done, cudaEventDisableTiming)) != cudaSuccess) {
         st = cu_fail(e, err, ce, "creating an event");
         goto fail;
     }
@@ -395,7 +397,7 @@ static ws_status cu_open(const qwen2_model *m, const engine_options *opt, engine
     e->slot_elems = (uint64_t)e->n_layer * e->max_ctx * e->kv_dim;
     e->kv_bytes = 2u * e->slot_elems * 4u * e->max_seqs;
     if ((st = cu_alloc(e, (void **)&e->d_kv, e->kv_bytes, "the KV cache", err)) != WS_OK) goto fail;
-    if ((st = cu_alloc(e, (void **)&e->d_seq_logits, (uint64_t)e->max_seqs * e->n_vocab * 4,
+    if ((st = cu_alloc(e, (void **)&e->d_seq_logits, (uint64_t)e->max_seqs * 2 * e->n_vocab * 4,
                        "sequence logits", err)) != WS_OK)
         goto fail;
     e->slot_used = (bool *)calloc((size_t)e->max_seqs, sizeof(bool));
@@ -429,14 +431,22 @@ static ws_status cu_memory(engine *base, engine_memory *out, ws_error *err) {
 
 /* ---- sequences ---- */
 
-void cu_params_for(cu_engine *e, int slot, int32_t token, int32_t pos, kq_params *out) {
+float *cu_logits_row(const cu_engine *e, int slot, int row) {
+    return e->d_seq_logits + ((uint64_t)slot * 2 + (uint64_t)row) * e->n_vocab;
+}
+
+kq_greedy_out *cu_greedy_of(const cu_engine *e, int slot, int row) {
+    return e->d_greedy + (size_t)slot * 2 + (size_t)row;
+}
+
+void cu_params_for(cu_engine *e, int slot, int row, int32_t token, int32_t pos, kq_params *out) {
     memset(out, 0, sizeof *out);
     out->token = token;
     out->pos = pos;
     out->k = e->d_kv + (uint64_t)slot * 2u * e->slot_elems;
     out->v = out->k + e->slot_elems;
-    out->logits = e->d_seq_logits + (uint64_t)slot * e->n_vocab;
-    out->greedy = e->d_greedy + slot;
+    out->logits = cu_logits_row(e, slot, row);
+    out->greedy = cu_greedy_of(e, slot, row);
 }
 
 static ws_status cu_seq_new(engine *base, uint32_t n_ctx, engine_seq **out, ws_error *err) {
@@ -462,7 +472,9 @@ static void cu_seq_free(engine_seq *base) {
 }
 
 static ws_status cu_seq_truncate(engine_seq *s, uint32_t n, ws_error *err) {
-    /* Cache rows at and beyond n are overwritten by the next tokens; nothing to clear. */
+    /* Cache rows at and beyond n are overwritten by the next tokens; nothing to clear. A
+     * speculative step no longer matches any decode. */
+    ((cu_seq *)s)->spec = false;
     return WS_OK;
 }
 

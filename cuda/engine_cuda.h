@@ -50,7 +50,7 @@ typedef struct {
     /* KV cache and per-sequence logits */
     float *d_kv;
     uint64_t kv_bytes, slot_elems; /* slot_elems: one sequence's K (or V) floats */
-    float *d_seq_logits;
+    float *d_seq_logits; /* 2 rows per slot: the sequence's last logits and a speculative step's */
     bool *slot_used;
 
     /* scratch */
@@ -63,7 +63,7 @@ typedef struct {
     uint64_t wdeq_elems;
     int lm_rows_n;
     unsigned *counters;
-    kq_greedy_out *d_greedy; /* max_seqs: each slot's greedy choice from its last decode step */
+    kq_greedy_out *d_greedy; /* 2 per slot, with the logits rows: each step's greedy choice */
     void *greedy_ws;
     void *argmax_ws, *sample_ws;
     size_t sample_ws_bytes;
@@ -80,13 +80,20 @@ typedef struct {
     /* the decode step as a graph */
     cudaGraphExec_t graph;
     cudaEvent_t params_done; /* recorded after the last copy out of h_params */
+    cudaEvent_t choice_done; /* recorded after a greedy choice's copy to the host */
     int dec_split;
 } cu_engine;
 
 typedef struct {
     struct engine_seq base;
     int slot;
-    bool greedy_ready; /* d_greedy[slot] is the greedy choice over the sequence's last logits */
+    int cur;           /* which of the slot's two logits rows (and greedy choices) is current */
+    bool greedy_ready; /* the current greedy choice is over the current logits */
+    /* A greedy sample enqueues the decode of its token at spec_pos into the other row (the
+     * speculative step); a decode of spec_token at spec_pos then only switches rows. */
+    bool spec;
+    int32_t spec_token;
+    uint32_t spec_pos;
 } cu_seq;
 
 /* Turns a CUDA error into a status: sticky errors (illegal address, launch failure, ...) are
@@ -110,7 +117,17 @@ ws_status cu_decode(engine_seq *const *seqs, const int32_t *tokens, uint32_t n_s
 ws_status cu_sample(engine_seq *s, const sampler_params *p, const int32_t *history,
                     uint32_t n_history, float u, sampler_result *out, ws_error *err);
 
-/* The step parameters of sequence slot `slot` (host side, pinned). */
-void cu_params_for(cu_engine *e, int slot, int32_t token, int32_t pos, kq_params *out);
+/* The step parameters of sequence slot `slot` writing logits row `row` (0 or 1) of the slot
+ * (host side, pinned). */
+void cu_params_for(cu_engine *e, int slot, int row, int32_t token, int32_t pos, kq_params *out);
+/* Row `row` of the slot's logits and greedy choices. */
+float *cu_logits_row(const cu_engine *e, int slot, int row);
+kq_greedy_out *cu_greedy_of(const cu_engine *e, int slot, int row);
+/* Enqueues one decode step of s at position pos into logits row `row`: token, or the device's
+ * *token_src when it is not NULL, with its parameters staged in the pinned hp (free: the caller
+ * waited on params_done), recording params_done after their copy when `record`
+ * (forward_cuda.cu). */
+ws_status cu_launch_step(cu_engine *e, const cu_seq *s, int32_t token, const int32_t *token_src,
+                         uint32_t pos, int row, kq_params *hp, bool record, ws_error *err);
 
 #endif

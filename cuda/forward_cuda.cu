@@ -75,6 +75,24 @@ ws_status cu_capture_decode(cu_engine *e, ws_error *err) {
     return WS_OK;
 }
 
+ws_status cu_launch_step(cu_engine *e, const cu_seq *s, int32_t token, const int32_t *token_src,
+                         uint32_t pos, int row, kq_params *hp, bool record, ws_error *err) {
+    cu_params_for(e, s->slot, row, token, (int32_t)pos, hp);
+    hp->token_src = token_src;
+    CU_CHECK(e, err,
+             cudaMemcpyAsync(e->d_params, hp, sizeof(kq_params), cudaMemcpyHostToDevice, e->st),
+             "decode parameters");
+    if (record) CU_CHECK(e, err, cudaEventRecord(e->params_done, e->st), "decode parameters");
+    CU_CHECK(e, err, cudaGraphLaunch(e->graph, e->st), "launching the decode graph");
+    return WS_OK;
+}
+
+/* A decode of the token a greedy sample chose, at the position it was chosen for, was enqueued by
+ * that sample (cu_sample): it only switches the sequence to the step's logits row. */
+static bool spec_matches(const cu_seq *s, int32_t token) {
+    return s->spec && s->spec_token == token && s->spec_pos == s->base.n_past;
+}
+
 ws_status cu_decode(engine_seq *const *seqs, const int32_t *tokens, uint32_t n_seqs, float *logits,
                     ws_error *err) {
     cu_engine *e = (cu_engine *)seqs[0]->eng;
@@ -82,25 +100,27 @@ ws_status cu_decode(engine_seq *const *seqs, const int32_t *tokens, uint32_t n_s
     CU_CHECK(e, err, cudaSetDevice(e->device), "selecting the CUDA device");
     /* the pinned parameters of the previous call must have been copied before they change */
     CU_CHECK(e, err, cudaEventSynchronize(e->params_done), "decode parameters");
+    uint32_t last = n_seqs; /* the last sequence that needs a launch */
+    for (uint32_t i = 0; i < n_seqs; i++)
+        if (!spec_matches((const cu_seq *)seqs[i], tokens[i])) last = i;
     for (uint32_t i = 0; i < n_seqs; i++) {
-        const cu_seq *s = (const cu_seq *)seqs[i];
-        cu_params_for(e, s->slot, tokens[i], (int32_t)s->base.n_past, &e->h_params[i]);
-    }
-    for (uint32_t i = 0; i < n_seqs; i++) {
-        const cu_seq *s = (const cu_seq *)seqs[i];
-        CU_CHECK(e, err,
-                 cudaMemcpyAsync(e->d_params, &e->h_params[i], sizeof(kq_params),
-                                 cudaMemcpyHostToDevice, e->st),
-                 "decode parameters");
-        if (i + 1 == n_seqs)
-            CU_CHECK(e, err, cudaEventRecord(e->params_done, e->st), "decode parameters");
-        CU_CHECK(e, err, cudaGraphLaunch(e->graph, e->st), "launching the decode graph");
-        ((cu_seq *)seqs[i])->greedy_ready = true;
+        cu_seq *s = (cu_seq *)seqs[i];
+        if (spec_matches(s, tokens[i])) {
+            s->cur ^= 1;
+        } else {
+            /* a speculative step that does not match wrote only the other row and cache rows
+             * from its position on, which this step and later ones overwrite before use */
+            ws_status st = cu_launch_step(e, s, tokens[i], NULL, (uint32_t)s->base.n_past, s->cur,
+                                          &e->h_params[i], i == last, err);
+            if (st != WS_OK) return st;
+        }
+        s->spec = false;
+        s->greedy_ready = true;
         if (logits)
             CU_CHECK(e, err,
                      cudaMemcpyAsync(logits + (size_t)i * e->n_vocab,
-                                     e->d_seq_logits + (size_t)s->slot * e->n_vocab,
-                                     (size_t)e->n_vocab * 4, cudaMemcpyDeviceToHost, e->st),
+                                     cu_logits_row(e, s->slot, s->cur), (size_t)e->n_vocab * 4,
+                                     cudaMemcpyDeviceToHost, e->st),
                      "copying logits");
     }
     /* Without logits to return nothing waits here: the next call on the stream (engine_sample
@@ -263,15 +283,16 @@ ws_status cu_prefill(engine_seq *s, const int32_t *tokens, uint32_t n, bool all_
     cu_seq *cs = (cu_seq *)s;
     if (e->fatal) return ws_fail(err, WS_ERR_DEVICE_FATAL, "the CUDA engine hit a sticky error");
     cs->greedy_ready = false; /* the logits row is the prefill's from here on */
+    cs->spec = false;
     CU_CHECK(e, err, cudaSetDevice(e->device), "selecting the CUDA device");
-    float *seq_logits = e->d_seq_logits + (size_t)cs->slot * e->n_vocab;
+    float *seq_logits = cu_logits_row(e, cs->slot, cs->cur);
     for (uint32_t c0 = 0; c0 < n; c0 += PREFILL_CHUNK) {
         const int m = (int)(n - c0 < PREFILL_CHUNK ? n - c0 : PREFILL_CHUNK);
         const bool last = c0 + (uint32_t)m == n;
         /* the pinned staging is reused by every chunk: the previous chunk must be done */
         CU_CHECK(e, err, cudaStreamSynchronize(e->st), "prefill");
         memcpy(e->h_tokens, tokens + c0, (size_t)m * 4);
-        cu_params_for(e, cs->slot, 0, (int32_t)(s->n_past + c0), &e->h_params[0]);
+        cu_params_for(e, cs->slot, cs->cur, 0, (int32_t)(s->n_past + c0), &e->h_params[0]);
         CU_CHECK(
             e, err,
             cudaMemcpyAsync(e->d_tokens, e->h_tokens, (size_t)m * 4, cudaMemcpyHostToDevice, e->st),

@@ -34,10 +34,28 @@ static int32_t fold_window(const int32_t *w, uint32_t n, int32_t *tok, int32_t *
     return k;
 }
 
+/* The result the device left in h_sample_out (copied and synchronized) into out. */
+static ws_status sample_result(cu_engine *e, const sampler_params *p, sampler_result *out,
+                               ws_error *err) {
+    const kq_sample_out *r = e->h_sample_out;
+    memset(out, 0, sizeof *out);
+    if (r->token < 0 || r->token >= e->n_vocab)
+        return ws_fail(err, WS_ERR_INTERNAL, "sampling found no finite logit (token %d)", r->token);
+    out->token = r->token;
+    out->logprob = r->logprob;
+    out->n_top = p->n_logprobs < (uint32_t)e->n_vocab ? p->n_logprobs : (uint32_t)e->n_vocab;
+    if (out->n_top > SAMPLER_MAX_LOGPROBS) out->n_top = SAMPLER_MAX_LOGPROBS;
+    for (uint32_t i = 0; i < out->n_top; i++) {
+        out->top_tokens[i] = r->top_tokens[i];
+        out->top_logprobs[i] = r->top_logprobs[i];
+    }
+    return WS_OK;
+}
+
 ws_status cu_sample(engine_seq *s, const sampler_params *p, const int32_t *history,
                     uint32_t n_history, float u, sampler_result *out, ws_error *err) {
     cu_engine *e = (cu_engine *)s->eng;
-    const cu_seq *cs = (const cu_seq *)s;
+    cu_seq *cs = (cu_seq *)s;
     if (e->fatal) return ws_fail(err, WS_ERR_DEVICE_FATAL, "the CUDA engine hit a sticky error");
     ws_status st = sampler_params_validate(p, (uint32_t)e->n_vocab, err);
     if (st != WS_OK) return st;
@@ -85,13 +103,32 @@ ws_status cu_sample(engine_seq *s, const sampler_params *p, const int32_t *histo
     }
     if (!penalise && a.temperature == 0.0f && a.n_logprobs == 0 && cs->greedy_ready) {
         /* plain greedy after a decode step: the step's graph already chose (kq_greedy) */
-        kq_sample_out *h = e->h_sample_out;
+        const kq_greedy_out *choice = cu_greedy_of(e, cs->slot, cs->cur);
         CU_CHECK(e, err,
-                 cudaMemcpyAsync(h, e->d_greedy + cs->slot, sizeof(kq_greedy_out),
+                 cudaMemcpyAsync(e->h_sample_out, choice, sizeof(kq_greedy_out),
                                  cudaMemcpyDeviceToHost, e->st),
                  "greedy choice");
+        CU_CHECK(e, err, cudaEventRecord(e->choice_done, e->st), "greedy choice");
+        /* With look-ahead the decode of the chosen token follows unless the caller stops:
+         * enqueue it now, reading the token on the device, into the other logits row, so the
+         * device does not wait for the host's round trip (cu_decode keeps it when the caller
+         * decodes that token). A pending one was enqueued by an earlier sample of these same
+         * logits. */
+        if (s->lookahead && !cs->spec && s->n_past < s->n_ctx) {
+            CU_CHECK(e, err, cudaEventSynchronize(e->params_done), "decode parameters");
+            st = cu_launch_step(e, cs, 0, &choice->token, s->n_past, cs->cur ^ 1, &e->h_params[0],
+                                true, err);
+            if (st != WS_OK) return st;
+            cs->spec = true;
+            cs->spec_pos = s->n_past;
+        }
+        CU_CHECK(e, err, cudaEventSynchronize(e->choice_done), "greedy choice");
+        st = sample_result(e, p, out, err);
+        if (st != WS_OK) cs->spec = false;
+        cs->spec_token = out->token;
+        return st;
     } else {
-        const float *logits = e->d_seq_logits + (size_t)cs->slot * e->n_vocab;
+        const float *logits = cu_logits_row(e, cs->slot, cs->cur);
         CU_CHECK(e, err,
                  kq_sample(logits, e->n_vocab, &a, e->d_pen, e->d_pen + e->n_vocab, e->sample_ws,
                            e->sample_ws_bytes, e->d_sample_out, e->st),
@@ -102,17 +139,5 @@ ws_status cu_sample(engine_seq *s, const sampler_params *p, const int32_t *histo
                  "sample result");
     }
     CU_CHECK(e, err, cudaStreamSynchronize(e->st), "sampling");
-    const kq_sample_out *r = e->h_sample_out;
-    if (r->token < 0 || r->token >= e->n_vocab)
-        return ws_fail(err, WS_ERR_INTERNAL, "sampling found no finite logit (token %d)", r->token);
-    memset(out, 0, sizeof *out);
-    out->token = r->token;
-    out->logprob = r->logprob;
-    out->n_top = p->n_logprobs < (uint32_t)e->n_vocab ? p->n_logprobs : (uint32_t)e->n_vocab;
-    if (out->n_top > SAMPLER_MAX_LOGPROBS) out->n_top = SAMPLER_MAX_LOGPROBS;
-    for (uint32_t i = 0; i < out->n_top; i++) {
-        out->top_tokens[i] = r->top_tokens[i];
-        out->top_logprobs[i] = r->top_logprobs[i];
-    }
-    return WS_OK;
+    return sample_result(e, p, out, err);
 }

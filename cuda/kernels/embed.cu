@@ -9,7 +9,11 @@ __global__ void embed_kernel(kq_mat tab, const int32_t *tokens, const kq_params 
     kq_wait_prior();
     kq_allow_next();
     const int i = blockIdx.x;
-    const int tok = tokens ? tokens[i] : p->token;
+    int tok = tokens ? tokens[i] : p->token;
+    if (!tokens && p->token_src) {
+        tok = *p->token_src;
+        tok = tok >= 0 && tok < tab.rows ? tok : 0;
+    }
     const uint8_t *row = (const uint8_t *)tab.w + (size_t)tok * tab.row_bytes;
     float *out = x + (size_t)i * tab.cols;
     for (int c = threadIdx.x; c < tab.cols / 8; c += blockDim.x) {

@@ -36,10 +36,12 @@ typedef struct {
     int32_t token; /* decode input token */
     int32_t pos;   /* position of the first new token */
     int32_t pad[2];
-    float *k;              /* the sequence's K cache: (n_layer, max_ctx, kv_dim) f32 */
-    float *v;              /* V cache, same shape */
-    float *logits;         /* where the decode LM head writes (n_vocab) f32 */
-    kq_greedy_out *greedy; /* where the decode step's greedy choice goes */
+    float *k;                 /* the sequence's K cache: (n_layer, max_ctx, kv_dim) f32 */
+    float *v;                 /* V cache, same shape */
+    float *logits;            /* where the decode LM head writes (n_vocab) f32 */
+    kq_greedy_out *greedy;    /* where the decode step's greedy choice goes */
+    const int32_t *token_src; /* not NULL: the decode input token is read here instead (an
+                               * earlier step's greedy choice, still on the device) */
 } kq_params;
 
 /* Model geometry the attention-side kernels need. */
@@ -50,7 +52,8 @@ typedef struct {
 } kq_geom;
 
 /* embed.cu: x[i] = row tokens[i] of tab dequantized to f32, i < n. tokens is a device array; when
- * it is NULL the single token p->token is used (n must be 1). */
+ * it is NULL the single token *p->token_src, else p->token, is used (n must be 1). A token_src
+ * outside [0, rows) reads row 0: it marks a step whose result is never used. */
 cudaError_t kq_embed(const kq_mat *tab, const int32_t *tokens, const kq_params *p, int n, float *x,
                      cudaStream_t st);
 

@@ -211,9 +211,11 @@ START_TEST(matches_goldens) {
         ck_assert_msg(engine_prefill(s, pr->ids, pr->n_ids, true, ours, &err) == WS_OK, "%s",
                       err.msg);
         check_rows(model, pr->name, "prefill", ours + (size_t)pr->first * V, ref, pr->rows, V, tol);
-        /* greedy continuation through the device sampler and the decode graph */
+        /* greedy continuation through the device sampler and the decode graph, each step
+         * enqueued by the sample before it (look-ahead) */
         sampler_params sp;
         sampler_params_default(&sp);
+        engine_seq_lookahead(s, true);
         for (int step = 0; step < 16; step++) {
             sampler_result r;
             ck_assert_msg(engine_sample(s, &sp, NULL, 0, 0.0f, &r, &err) == WS_OK, "%s", err.msg);
@@ -284,6 +286,8 @@ START_TEST(contracts) {
      * differences in double, so 1e-5 covers its rounding */
     sampler_params gp;
     sampler_params_default(&gp);
+    engine_seq_lookahead(s, true);
+    engine_seq_lookahead(t, true);
     for (int i = 0; i < 2; i++) {
         sampler_result r;
         ck_assert_msg(engine_sample(both[i], &gp, NULL, 0, 0.0f, &r, &err) == WS_OK, "%s", err.msg);
@@ -297,6 +301,37 @@ START_TEST(contracts) {
         ck_assert_int_eq(r.token, (int32_t)best);
         ck_assert_msg(fabs(r.logprob + log(z)) < 1e-5, "greedy logprob %g, host %g", r.logprob,
                       -log(z));
+    }
+    /* With look-ahead a greedy sample enqueues the decode of its token (both sequences have one
+     * pending now): a decode of that token takes the step's logits, a decode of any other token
+     * discards the step. Either way the logits equal those of the same decode with nothing
+     * pending (after a truncation, which also discards). */
+    {
+        float *c = malloc(2 * (size_t)V * sizeof(float));
+        sampler_result r;
+        ck_assert(engine_sample(s, &gp, NULL, 0, 0.0f, &r, &err) == WS_OK); /* the same choice */
+        const int32_t g = r.token;
+        ck_assert(engine_decode(&s, &g, 1, a, &err) == WS_OK); /* taken */
+        ck_assert(engine_seq_truncate(s, 6, &err) == WS_OK);
+        ck_assert(engine_decode(&s, &g, 1, c, &err) == WS_OK);
+        ck_assert_mem_eq(a, c, V * sizeof(float));
+        ck_assert(engine_sample(s, &gp, NULL, 0, 0.0f, &r, &err) == WS_OK);
+        const int32_t other = (r.token + 1) % (int32_t)V;
+        ck_assert(engine_decode(&s, &other, 1, a, &err) == WS_OK); /* discarded */
+        ck_assert(engine_seq_truncate(s, 7, &err) == WS_OK);
+        ck_assert(engine_decode(&s, &other, 1, c, &err) == WS_OK);
+        ck_assert_mem_eq(a, c, V * sizeof(float));
+        /* two sequences in one decode: t's pending step taken, s's discarded */
+        sampler_result rs, rt;
+        ck_assert(engine_sample(s, &gp, NULL, 0, 0.0f, &rs, &err) == WS_OK);
+        ck_assert(engine_sample(t, &gp, NULL, 0, 0.0f, &rt, &err) == WS_OK);
+        const int32_t pair[2] = {(rs.token + 1) % (int32_t)V, rt.token};
+        ck_assert(engine_decode(both, pair, 2, b, &err) == WS_OK);
+        ck_assert(engine_seq_truncate(s, 8, &err) == WS_OK);
+        ck_assert(engine_seq_truncate(t, 3, &err) == WS_OK);
+        ck_assert(engine_decode(both, pair, 2, c, &err) == WS_OK);
+        ck_assert_mem_eq(b, c, 2 * V * sizeof(float));
+        free(c);
     }
     engine_memory mem;
     ck_assert(engine_memory_get(e, &mem, &err) == WS_OK);

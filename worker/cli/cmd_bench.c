@@ -134,8 +134,11 @@ static ws_status run_tg(picker *pk, const int32_t *toks, uint32_t n_gen, double 
     double t0 = now_s();
     for (uint32_t i = 0; i < n_gen && st == WS_OK; i++) {
         st = engine_decode(&pk->seq, &tok, 1, pk->logits, err);
+        /* every choice but the last is decoded next, as in a generation loop */
+        engine_seq_lookahead(pk->seq, i + 1 < n_gen);
         if (st == WS_OK) st = pick(pk, &tok, err);
     }
+    engine_seq_lookahead(pk->seq, false);
     *tg_s = now_s() - t0;
     return st;
 }

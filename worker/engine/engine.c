@@ -112,8 +112,13 @@ ws_status engine_seq_new(engine *e, uint32_t n_ctx, engine_seq **out, ws_error *
     s->eng = e;
     s->n_ctx = n_ctx;
     s->n_past = 0;
+    s->lookahead = false;
     *out = s;
     return WS_OK;
+}
+
+void engine_seq_lookahead(engine_seq *s, bool on) {
+    s->lookahead = on;
 }
 
 void engine_seq_free(engine_seq *s) {

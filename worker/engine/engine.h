@@ -81,6 +81,14 @@ ws_status engine_decode(engine_seq *const *seqs, const int32_t *tokens, uint32_t
 ws_status engine_sample(engine_seq *s, const sampler_params *p, const int32_t *history,
                         uint32_t n_history, float u, sampler_result *out, ws_error *err);
 
+/* Look-ahead (off for a new sequence): the caller means to decode the token of its next greedy
+ * engine_sample on s (temperature 0, no penalties, no alternatives) unless it stops there, so
+ * the backend may start that decode before the sample returns (CUDA: the device feeds its own
+ * choice to the next step, which a decode of that token then only takes over; any other call
+ * discards it, at the cost of the one step computed). Turn it off before a sample the caller
+ * knows is its last. Backends without it ignore the hint. */
+void engine_seq_lookahead(engine_seq *s, bool on);
+
 /* ---- for backend implementers ----
  * engine.c checks arguments (context room, token ids, distinct sequences) before calling an op.
  * Inside prefill/decode, s->n_past is the position of the first new token; engine.c advances it
@@ -113,6 +121,7 @@ struct engine_seq {
     engine *eng;
     uint32_t n_ctx;
     uint32_t n_past;
+    bool lookahead; /* engine_seq_lookahead */
 };
 
 extern const engine_ops engine_cpu_ops;

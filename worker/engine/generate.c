@@ -196,6 +196,9 @@ ws_status generate_run(engine_seq *seq, const tokenizer *tok, const generate_req
     }
     for (;;) {
         sampler_result res;
+        /* a sample that is not the last the request allows is followed by a decode unless the
+         * request stops there */
+        engine_seq_lookahead(seq, n_gen + 1 < req->max_tokens);
         st = gen_sample(&g, &res, err);
         if (st != WS_OK) goto fail;
         if (n_gen == 0) t_first = now_ns();

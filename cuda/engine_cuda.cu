@@ -260,7 +260,6 @@ static ws_status alloc_scratch(cu_engine *e, ws_error *err) {
         {(void **)&e->counters, (uint64_t)e->geom.n_head * 4},
         {(void **)&e->d_greedy, (uint64_t)e->max_seqs * 2 * sizeof(kq_greedy_out)},
         {&e->greedy_ws, kq_greedy_scratch_bytes()},
-        {&e->argmax_ws, kq_argmax_scratch_bytes(e->n_vocab)},
         {&e->sample_ws, e->sample_ws_bytes},
         {(void **)&e->d_params, sizeof(kq_params) * 2},
         {(void **)&e->d_tokens, P * 4},
@@ -279,7 +278,8 @@ static ws_status alloc_scratch(cu_engine *e, ws_error *err) {
         *plan[i].p = (char *)e->d_scratch + off;
         off += align_up(plan[i].bytes);
     }
-    /* counters and the argmax counter must start at zero; the kernels leave them zero */
+    /* the counters (attention, greedy choice, sampler) must start at zero; the kernels leave
+     * them zero */
     CU_CHECK(e, err, cudaMemsetAsync(e->d_scratch, 0, total, e->st), "clearing scratch");
     return WS_OK;
 }

@@ -65,7 +65,7 @@ typedef struct {
     unsigned *counters;
     kq_greedy_out *d_greedy; /* 2 per slot, with the logits rows: each step's greedy choice */
     void *greedy_ws;
-    void *argmax_ws, *sample_ws;
+    void *sample_ws;
     size_t sample_ws_bytes;
     kq_params *d_params;
     int32_t *d_tokens, *d_pen;

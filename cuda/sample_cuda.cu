@@ -127,17 +127,16 @@ ws_status cu_sample(engine_seq *s, const sampler_params *p, const int32_t *histo
         if (st != WS_OK) cs->spec = false;
         cs->spec_token = out->token;
         return st;
-    } else {
-        const float *logits = cu_logits_row(e, cs->slot, cs->cur);
-        CU_CHECK(e, err,
-                 kq_sample(logits, e->n_vocab, &a, e->d_pen, e->d_pen + e->n_vocab, e->sample_ws,
-                           e->sample_ws_bytes, e->d_sample_out, e->st),
-                 "sampling");
-        CU_CHECK(e, err,
-                 cudaMemcpyAsync(e->h_sample_out, e->d_sample_out, sizeof(kq_sample_out),
-                                 cudaMemcpyDeviceToHost, e->st),
-                 "sample result");
     }
+    const float *logits = cu_logits_row(e, cs->slot, cs->cur);
+    CU_CHECK(e, err,
+             kq_sample(logits, e->n_vocab, &a, e->d_pen, e->d_pen + e->n_vocab, e->sample_ws,
+                       e->sample_ws_bytes, e->d_sample_out, e->st),
+             "sampling");
+    CU_CHECK(e, err,
+             cudaMemcpyAsync(e->h_sample_out, e->d_sample_out, sizeof(kq_sample_out),
+                             cudaMemcpyDeviceToHost, e->st),
+             "sample result");
     CU_CHECK(e, err, cudaStreamSynchronize(e->st), "sampling");
     return sample_result(e, p, out, err);
 }
